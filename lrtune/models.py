@@ -1,0 +1,266 @@
+"""Built-in classifier networks, by name.
+
+Every model is built from the datamodule's ``input_shape`` ``(C, H, W)`` and ``num_classes``,
+plus a few options (``width``, ``activation``, ...) that a study may search.
+
+=======  ==================================================================================
+mlp      flatten, ``depth`` hidden layers of ``width`` units
+cnn      LeNet-style: two conv(3x3)-act-maxpool blocks of ``width`` and 2x``width``
+         channels, a hidden layer, a classifier; works on 8x8 (digits) up to 32x32 (CIFAR)
+resnet   ResNet-9 in the DAWNBench/airbench style (conv-BN-act, three pooled stages, two
+         residual blocks, max-pool head, scaled logits); ``width`` is the first stage's
+         channels (64 in the original)
+=======  ==================================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from lrtune.errors import ConfigError
+
+__all__ = ["MODELS", "ModelInfo", "create_model", "get_model_info", "list_models"]
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "leaky_relu": lambda: nn.LeakyReLU(0.1),
+}
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ConfigError(
+            f"model.activation: unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}"
+        )
+    return ACTIVATIONS[name]()
+
+
+class MLP(nn.Sequential):
+    """Flatten, then ``depth`` x (Linear(width) + activation), then Linear(num_classes)."""
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        *,
+        width: int = 256,
+        depth: int = 2,
+        activation: str = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        in_features = input_shape[0] * input_shape[1] * input_shape[2]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for _ in range(depth):
+            layers += [nn.Linear(in_features, width), _activation(activation)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            in_features = width
+        layers.append(nn.Linear(in_features, num_classes))
+        super().__init__(*layers)
+
+
+class CNN(nn.Sequential):
+    """conv-act-pool x2 (``width``, 2x``width`` channels), Linear(hidden), Linear(classes)."""
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        *,
+        width: int = 32,
+        hidden: int = 128,
+        activation: str = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        channels, height, width_px = input_shape
+        if min(height, width_px) < 4:
+            raise ConfigError(f"model cnn needs inputs of at least 4x4, got {height}x{width_px}")
+        out_hw = (height // 4) * (width_px // 4)
+        super().__init__(
+            nn.Conv2d(channels, width, 3, padding=1),
+            _activation(activation),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            _activation(activation),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
+            nn.Linear(2 * width * out_hw, hidden),
+            _activation(activation),
+            nn.Linear(hidden, num_classes),
+        )
+
+
+def _conv_bn(c_in: int, c_out: int, activation: str, pool: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    layers += [nn.BatchNorm2d(c_out), _activation(activation)]
+    return nn.Sequential(*layers)
+
+
+class _Residual(nn.Module):
+    def __init__(self, channels: int, activation: str) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _conv_bn(channels, channels, activation), _conv_bn(channels, channels, activation)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResNet9(nn.Module):
+    """ResNet-9 (Myrtle.ai DAWNBench, as in airbench's ancestors) for 32x32 inputs.
+
+    prep conv(w) -> [conv(2w), pool, res] -> [conv(4w), pool] -> [conv(8w), pool, res]
+    -> global max-pool -> Linear(num_classes, no bias) -> x ``logit_scale``.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        *,
+        width: int = 64,
+        activation: str = "relu",
+        logit_scale: float = 0.125,
+    ) -> None:
+        super().__init__()
+        channels, height, width_px = input_shape
+        if min(height, width_px) < 8:
+            raise ConfigError(f"model resnet needs inputs of at least 8x8, got {height}x{width_px}")
+        w = width
+        self.features = nn.Sequential(
+            _conv_bn(channels, w, activation),
+            _conv_bn(w, 2 * w, activation, pool=True),
+            _Residual(2 * w, activation),
+            _conv_bn(2 * w, 4 * w, activation, pool=True),
+            _conv_bn(4 * w, 8 * w, activation, pool=True),
+            _Residual(8 * w, activation),
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
+        )
+        self.classifier = nn.Linear(8 * w, num_classes, bias=False)
+        self.logit_scale = logit_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x)) * self.logit_scale
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Declaration of one model in the registry.
+
+    Args:
+        name: Registry name.
+        cls: ``cls(input_shape, num_classes, **options)`` builds it.
+        description: One line for listings.
+        options: The options it takes, with their defaults.
+        search: Search choices a study may use for each option, off unless asked.
+    """
+
+    name: str
+    cls: Callable[..., nn.Module]
+    description: str
+    options: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    def resolve(self, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Validate option names and types, fill in defaults."""
+        resolved = dict(self.options)
+        for key, value in (options or {}).items():
+            if key not in self.options:
+                known = ", ".join(self.options)
+                raise ConfigError(f"model {self.name!r} takes no option {key!r} (known: {known})")
+            default = self.options[key]
+            if isinstance(default, bool) or not isinstance(default, int | float):
+                ok = isinstance(value, type(default))
+            else:
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+                if ok and isinstance(default, int):
+                    ok = float(value).is_integer() and value >= 1
+                    value = int(value)
+                elif ok:
+                    ok = value >= 0
+            if not ok:
+                raise ConfigError(f"model.{key} has an invalid value {value!r}")
+            if key == "activation" and value not in ACTIVATIONS:
+                raise ConfigError(
+                    f"model.activation: unknown activation {value!r}; "
+                    f"known: {', '.join(ACTIVATIONS)}"
+                )
+            resolved[key] = value
+        return resolved
+
+
+_ACTS = tuple(ACTIVATIONS)
+MODELS: dict[str, ModelInfo] = {
+    info.name: info
+    for info in (
+        ModelInfo(
+            "mlp",
+            MLP,
+            "multi-layer perceptron",
+            {"width": 256, "depth": 2, "activation": "relu", "dropout": 0.0},
+            {"width": (64, 128, 256, 512), "depth": (1, 2, 3), "activation": _ACTS},
+        ),
+        ModelInfo(
+            "cnn",
+            CNN,
+            "small LeNet-style CNN (8x8 to 32x32 inputs)",
+            {"width": 32, "hidden": 128, "activation": "relu", "dropout": 0.0},
+            {"width": (16, 32, 64), "hidden": (64, 128, 256), "activation": _ACTS},
+        ),
+        ModelInfo(
+            "resnet",
+            ResNet9,
+            "ResNet-9 with BatchNorm (CIFAR-sized inputs)",
+            {"width": 64, "activation": "relu", "logit_scale": 0.125},
+            {"width": (16, 32, 64), "activation": ("relu", "gelu", "silu")},
+        ),
+    )
+}
+
+
+def list_models() -> list[str]:
+    """Registry names of all models."""
+    return list(MODELS)
+
+
+def get_model_info(name: str) -> ModelInfo:
+    """Look up a model by name (case-insensitive).
+
+    Raises:
+        ConfigError: ``name`` is unknown; the message lists the known names.
+    """
+    key = str(name).strip().lower()
+    if key not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    return MODELS[key]
+
+
+def create_model(
+    name: str,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    **options: Any,
+) -> nn.Module:
+    """Build model ``name`` for inputs of ``input_shape`` (C, H, W) and ``num_classes``.
+
+    Args:
+        name: ``mlp``, ``cnn`` or ``resnet``.
+        input_shape: Shape of one input, channels first.
+        num_classes: Number of output logits.
+        **options: Model options (``width``, ``activation``, ...); unknown ones are errors.
+    """
+    info = get_model_info(name)
+    return info.cls(tuple(input_shape), num_classes, **info.resolve(options))

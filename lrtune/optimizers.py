@@ -1,0 +1,362 @@
+"""Registry of optimizers: what each takes, its defaults, and where to search.
+
+Each entry is an :class:`OptimInfo` that declares the hyperparameters the optimizer takes
+(β values, momentum, ε, weight decay, ...) as :class:`HyperParam` objects with a default, the
+values that are valid at all, and a sensible search range. Code that builds or searches
+optimizers asks the registry (``info.has_betas``, ``info.hyperparameters``) instead of
+branching on optimizer names.
+
+Example:
+    >>> from lrtune.optimizers import get_optimizer_info
+    >>> info = get_optimizer_info("adamw")
+    >>> [h.name for h in info.hyperparameters]
+    ['beta1', 'beta2', 'eps', 'weight_decay']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lrtune.errors import ConfigError
+
+__all__ = [
+    "OPTIMIZERS",
+    "HyperParam",
+    "OptimInfo",
+    "create_optimizer",
+    "get_optimizer_info",
+    "list_optimizers",
+]
+
+
+@dataclass(frozen=True)
+class HyperParam:
+    """One hyperparameter of an optimizer.
+
+    Args:
+        name: lrtune's name for it (``beta1``, ``beta2``, ``momentum``, ``eps``, ...).
+        default: Value used when the user does not set it.
+        low: Lower end of the search range.
+        high: Upper end of the search range.
+        log: Search on a log scale.
+        one_minus: Search ``1 - value`` on a log scale (for β and momentum, whose useful
+            values crowd just below 1). ``low``/``high`` are still given as values.
+        min_value: Smallest valid value.
+        max_value: Largest valid value.
+        max_inclusive: Whether ``max_value`` itself is valid (``False`` for β < 1).
+        tune: Whether a search includes it unless told otherwise.
+        help: One line for ``--help`` and docs.
+    """
+
+    name: str
+    default: float
+    low: float
+    high: float
+    log: bool = False
+    one_minus: bool = False
+    min_value: float = 0.0
+    max_value: float = math.inf
+    max_inclusive: bool = True
+    tune: bool = True
+    help: str = ""
+
+    def check(self, value: float, *, field_name: str | None = None) -> float:
+        """Return ``value`` as a float, or raise :class:`ConfigError` naming the field."""
+        name = field_name or self.name
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        too_high = value > self.max_value or (not self.max_inclusive and value >= self.max_value)
+        if not math.isfinite(value) or value < self.min_value or too_high:
+            close = "]" if self.max_inclusive else ")"
+            hi = "inf" if math.isinf(self.max_value) else f"{self.max_value:g}"
+            raise ConfigError(f"{name} must be in [{self.min_value:g}, {hi}{close}, got {value!r}")
+        return value
+
+
+def _beta1(default: float = 0.9) -> HyperParam:
+    return HyperParam(
+        "beta1",
+        default,
+        0.5,
+        0.99,
+        one_minus=True,
+        max_value=1.0,
+        max_inclusive=False,
+        help="decay of the first-moment (mean) estimate",
+    )
+
+
+def _beta2(default: float = 0.999) -> HyperParam:
+    return HyperParam(
+        "beta2",
+        default,
+        0.9,
+        0.9999,
+        one_minus=True,
+        max_value=1.0,
+        max_inclusive=False,
+        help="decay of the second-moment (variance) estimate",
+    )
+
+
+def _eps(default: float = 1e-8) -> HyperParam:
+    return HyperParam(
+        "eps",
+        default,
+        1e-10,
+        1e-6,
+        log=True,
+        min_value=1e-30,
+        tune=False,
+        help="term added to the denominator for numerical stability",
+    )
+
+
+def _weight_decay(default: float = 0.0, low: float = 1e-6, high: float = 1e-2) -> HyperParam:
+    return HyperParam(
+        "weight_decay",
+        default,
+        low,
+        high,
+        log=True,
+        help="L2 penalty (decoupled for adamw)",
+    )
+
+
+def _momentum(default: float = 0.9) -> HyperParam:
+    return HyperParam(
+        "momentum",
+        default,
+        0.5,
+        0.99,
+        one_minus=True,
+        max_value=1.0,
+        max_inclusive=False,
+        help="momentum factor",
+    )
+
+
+@dataclass(frozen=True)
+class OptimInfo:
+    """Declaration of one optimizer in the registry.
+
+    Args:
+        name: Lower-case registry name.
+        cls: The ``torch.optim`` class.
+        description: One line for listings.
+        lr_default: Learning rate used when none is given.
+        lr_range: ``(low, high)`` log-scale search range for the learning rate.
+        hyperparameters: What else it takes, in lrtune names.
+        fixed: Keyword arguments always passed to ``cls`` (e.g. ``nesterov=True``).
+        aliases: Other names accepted for it.
+    """
+
+    name: str
+    cls: type[torch.optim.Optimizer]
+    description: str
+    lr_default: float
+    lr_range: tuple[float, float]
+    hyperparameters: tuple[HyperParam, ...] = ()
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def has_betas(self) -> bool:
+        """Whether the optimizer takes ``betas`` (β1, β2)."""
+        return "beta1" in self.hyperparameter_names
+
+    @property
+    def has_momentum(self) -> bool:
+        """Whether the optimizer takes a ``momentum`` factor."""
+        return "momentum" in self.hyperparameter_names
+
+    @property
+    def hyperparameter_names(self) -> tuple[str, ...]:
+        """Names of the declared hyperparameters, in declaration order."""
+        return tuple(h.name for h in self.hyperparameters)
+
+    def hyperparameter(self, name: str) -> HyperParam:
+        """Return the declaration of ``name``; :class:`ConfigError` if it takes none such."""
+        for h in self.hyperparameters:
+            if h.name == name:
+                return h
+        known = ", ".join(self.hyperparameter_names) or "none besides lr"
+        raise ConfigError(f"optimizer {self.name!r} takes no {name!r} (it takes: {known})")
+
+    def defaults(self) -> dict[str, float]:
+        """Default value of every declared hyperparameter."""
+        return {h.name: h.default for h in self.hyperparameters}
+
+    def resolve(self, params: Mapping[str, float] | None = None) -> dict[str, float]:
+        """Validate ``params`` and fill in defaults for the rest."""
+        resolved = self.defaults()
+        for key, value in (params or {}).items():
+            resolved[key] = self.hyperparameter(key).check(value, field_name=key)
+        return resolved
+
+    def torch_kwargs(self, lr: float, params: Mapping[str, float] | None = None) -> dict[str, Any]:
+        """Keyword arguments for ``cls``: lrtune names mapped to torch's (β1, β2 → betas)."""
+        resolved = self.resolve(params)
+        kwargs: dict[str, Any] = {"lr": lr, **self.fixed}
+        if "beta1" in resolved:
+            kwargs["betas"] = (resolved.pop("beta1"), resolved.pop("beta2"))
+        kwargs.update(resolved)
+        return kwargs
+
+    def create(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float,
+        hyperparameters: Mapping[str, float] | None = None,
+    ) -> torch.optim.Optimizer:
+        """Build the optimizer over ``params`` (tensors or param-group dicts)."""
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ConfigError(f"lr must be > 0, got {lr!r}")
+        return self.cls(params, **self.torch_kwargs(lr, hyperparameters))
+
+
+OPTIMIZERS: dict[str, OptimInfo] = {
+    info.name: info
+    for info in (
+        OptimInfo(
+            "sgd",
+            torch.optim.SGD,
+            "plain stochastic gradient descent",
+            lr_default=1e-2,
+            lr_range=(1e-4, 1.0),
+            hyperparameters=(_weight_decay(),),
+        ),
+        OptimInfo(
+            "momentum",
+            torch.optim.SGD,
+            "SGD with (heavy-ball) momentum",
+            lr_default=1e-2,
+            lr_range=(1e-4, 1.0),
+            hyperparameters=(_momentum(), _weight_decay()),
+            aliases=("sgdm", "sgd_momentum"),
+        ),
+        OptimInfo(
+            "nesterov",
+            torch.optim.SGD,
+            "SGD with Nesterov momentum",
+            lr_default=1e-2,
+            lr_range=(1e-4, 1.0),
+            hyperparameters=(_momentum(), _weight_decay()),
+            fixed={"nesterov": True},
+            aliases=("nag",),
+        ),
+        OptimInfo(
+            "rmsprop",
+            torch.optim.RMSprop,
+            "RMSprop (Hinton); alpha is Keras' rho",
+            lr_default=1e-3,
+            lr_range=(1e-5, 1e-1),
+            hyperparameters=(
+                HyperParam(
+                    "alpha",
+                    0.99,
+                    0.8,
+                    0.999,
+                    one_minus=True,
+                    max_value=1.0,
+                    help="smoothing constant of the squared-gradient average (Keras: rho)",
+                ),
+                _eps(),
+                _weight_decay(),
+            ),
+        ),
+        OptimInfo(
+            "adagrad",
+            torch.optim.Adagrad,
+            "Adagrad",
+            lr_default=1e-2,
+            lr_range=(1e-4, 1.0),
+            hyperparameters=(_eps(1e-10), _weight_decay()),
+        ),
+        OptimInfo(
+            "adam",
+            torch.optim.Adam,
+            "Adam (Kingma & Ba)",
+            lr_default=1e-3,
+            lr_range=(1e-5, 1e-1),
+            hyperparameters=(_beta1(), _beta2(), _eps(), _weight_decay()),
+        ),
+        OptimInfo(
+            "adamw",
+            torch.optim.AdamW,
+            "Adam with decoupled weight decay",
+            lr_default=1e-3,
+            lr_range=(1e-5, 1e-1),
+            hyperparameters=(_beta1(), _beta2(), _eps(), _weight_decay(1e-2, 1e-5, 1e-1)),
+        ),
+        OptimInfo(
+            "adamax",
+            torch.optim.Adamax,
+            "Adamax: Adam with the infinity norm",
+            lr_default=2e-3,
+            lr_range=(1e-5, 1e-1),
+            hyperparameters=(_beta1(), _beta2(), _eps(), _weight_decay()),
+        ),
+        OptimInfo(
+            "nadam",
+            torch.optim.NAdam,
+            "Adam with Nesterov momentum",
+            lr_default=2e-3,
+            lr_range=(1e-5, 1e-1),
+            hyperparameters=(_beta1(), _beta2(), _eps(), _weight_decay()),
+        ),
+        OptimInfo(
+            "radam",
+            torch.optim.RAdam,
+            "rectified Adam",
+            lr_default=1e-3,
+            lr_range=(1e-5, 1e-1),
+            hyperparameters=(_beta1(), _beta2(), _eps(), _weight_decay()),
+        ),
+    )
+}
+
+_ALIASES: dict[str, str] = {
+    alias: info.name for info in OPTIMIZERS.values() for alias in (info.name, *info.aliases)
+}
+
+
+def list_optimizers() -> list[str]:
+    """Registry names of all optimizers, in registry order."""
+    return list(OPTIMIZERS)
+
+
+def get_optimizer_info(name: str) -> OptimInfo:
+    """Look up an optimizer by name or alias (case-insensitive).
+
+    Raises:
+        ConfigError: ``name`` is unknown; the message lists the known names.
+    """
+    key = str(name).strip().lower().replace("-", "_")
+    if key not in _ALIASES:
+        raise ConfigError(f"unknown optimizer {name!r}; known: {', '.join(list_optimizers())}")
+    return OPTIMIZERS[_ALIASES[key]]
+
+
+def create_optimizer(
+    name: str,
+    params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+    lr: float,
+    hyperparameters: Mapping[str, float] | None = None,
+) -> torch.optim.Optimizer:
+    """Build optimizer ``name`` over ``params`` with learning rate ``lr``.
+
+    Args:
+        name: Registry name or alias, e.g. ``"adam"`` or ``"nesterov"``.
+        params: Model parameters or param-group dicts.
+        lr: Learning rate (> 0).
+        hyperparameters: lrtune-named values (``beta1``, ``momentum``, ...); the rest default.
+    """
+    return get_optimizer_info(name).create(params, lr, hyperparameters)

@@ -1,0 +1,204 @@
+"""Train one configuration: ``lrtune.train(config) -> TrainResult``.
+
+The Trainer is lean: no checkpoint files, no logger directory, no sanity validation, no
+model summary. Progress goes through an optional per-epoch line printer.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, TextIO
+
+import lightning.pytorch as pl
+from lightning.fabric.utilities.seed import seed_everything
+
+from lrtune.config import TrainConfig
+from lrtune.data import create_datamodule
+from lrtune.module import ClassifierModule
+
+__all__ = ["EpochReport", "TrainResult", "build_trainer", "train"]
+
+_ACCELERATORS = {"auto": "auto", "cpu": "cpu", "gpu": "gpu", "cuda": "gpu", "mps": "mps"}
+
+
+class EpochReport(pl.Callback):
+    """Records one row of metrics per training epoch and optionally prints it.
+
+    Args:
+        stream: Where to print one line per epoch (``None``: print nothing).
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.history: list[dict[str, float]] = []
+        self._stream = stream
+        self._start = 0.0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step}
+        for key in ("train_loss", "val_loss", "val_acc"):
+            if key in metrics:
+                row[key] = float(metrics[key])
+        if trainer.optimizers:
+            row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        row["seconds"] = time.perf_counter() - self._start
+        self.history.append(row)
+        if self._stream is not None:
+            parts = [f"epoch {row['epoch']}/{trainer.max_epochs}"]
+            parts += [
+                f"{key} {row[key]:.4g}"
+                for key in ("train_loss", "val_loss", "val_acc", "lr")
+                if key in row
+            ]
+            parts.append(f"{row['seconds']:.1f}s")
+            print("  ".join(parts), file=self._stream, flush=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict["history"])
+
+
+@dataclass
+class TrainResult:
+    """What one training run produced.
+
+    Attributes:
+        val_acc: Validation accuracy after the last epoch.
+        val_loss: Validation loss after the last epoch.
+        test_acc: Accuracy on the official test set.
+        test_loss: Loss on the official test set.
+        train_loss: Mean training loss of the last epoch.
+        epochs: Epochs run.
+        steps: Optimizer steps run.
+        seconds: Wall time of fit + test.
+        config: The resolved configuration.
+        history: One row of metrics per epoch.
+    """
+
+    val_acc: float
+    val_loss: float
+    test_acc: float
+    test_loss: float
+    train_loss: float
+    epochs: int
+    steps: int
+    seconds: float
+    config: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict; non-finite numbers become ``None``."""
+
+        def clean(value: Any) -> Any:
+            if isinstance(value, float) and not math.isfinite(value):
+                return None
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [clean(v) for v in value]
+            return value
+
+        return clean(asdict(self))
+
+
+def build_trainer(
+    config: TrainConfig,
+    *,
+    callbacks: Sequence[pl.Callback] = (),
+    **overrides: Any,
+) -> pl.Trainer:
+    """A lean ``lightning.pytorch.Trainer`` for ``config``.
+
+    Args:
+        config: Supplies epochs, device, precision and gradient clipping.
+        callbacks: Extra callbacks.
+        **overrides: Any ``Trainer`` argument, winning over the defaults here.
+    """
+    kwargs: dict[str, Any] = {
+        "max_epochs": config.epochs,
+        "accelerator": _ACCELERATORS[config.device],
+        "devices": 1,
+        "precision": config.precision,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        "callbacks": list(callbacks),
+        **config.clip.trainer_kwargs,
+    }
+    kwargs.update(overrides)
+    return pl.Trainer(**kwargs)
+
+
+def _metric(metrics: dict[str, Any], key: str) -> float:
+    value = metrics.get(key)
+    return float(value) if value is not None else math.nan
+
+
+def train(
+    config: TrainConfig,
+    *,
+    callbacks: Sequence[pl.Callback] = (),
+    progress: TextIO | None = None,
+    test: bool = True,
+    on_module: Callable[[ClassifierModule], None] | None = None,
+) -> TrainResult:
+    """Train ``config`` and evaluate on validation and test sets.
+
+    Args:
+        config: What to train (see :class:`~lrtune.config.TrainConfig`).
+        callbacks: Extra Lightning callbacks.
+        progress: Stream for one line per epoch (e.g. ``sys.stderr``); ``None`` is silent.
+        test: Evaluate on the official test set after training (default ``True``).
+        on_module: Called with the built module before training (for inspection).
+
+    Returns:
+        A :class:`TrainResult` with final metrics, timing and per-epoch history.
+
+    Raises:
+        ConfigError: The configuration is invalid for the data (e.g. model too deep).
+        DataError: Dataset files are missing or corrupt.
+    """
+    start = time.perf_counter()
+    seed_everything(config.seed, verbose=False)
+    datamodule = create_datamodule(
+        config.dataset,
+        data_dir=config.data_dir,
+        batch_size=config.resolved_batch_size,
+        val_fraction=config.val_fraction,
+        augment=config.resolved_augment,
+        seed=config.seed,
+        download=config.download,
+    )
+    datamodule.prepare_data()
+    module = ClassifierModule.from_config(config, datamodule.input_shape, datamodule.num_classes)
+    if on_module is not None:
+        on_module(module)
+    report = EpochReport(progress)
+    trainer = build_trainer(config, callbacks=[report, *callbacks])
+    trainer.fit(module, datamodule=datamodule)
+    fit_metrics = dict(trainer.callback_metrics)
+    test_metrics: dict[str, Any] = {}
+    if test:
+        test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    return TrainResult(
+        val_acc=_metric(fit_metrics, "val_acc"),
+        val_loss=_metric(fit_metrics, "val_loss"),
+        test_acc=_metric(test_metrics, "test_acc"),
+        test_loss=_metric(test_metrics, "test_loss"),
+        train_loss=_metric(fit_metrics, "train_loss"),
+        epochs=trainer.current_epoch,
+        steps=trainer.global_step,
+        seconds=time.perf_counter() - start,
+        config=config.to_dict(),
+        history=report.history,
+    )
