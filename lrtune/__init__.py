@@ -1,5 +1,61 @@
-"""lrtune: learning-rate range tests and Optuna studies for PyTorch Lightning models."""
+"""lrtune: learning-rate range tests and Optuna studies for PyTorch Lightning models.
+
+The public API is re-exported here and imported on first use, so ``import lrtune`` stays
+cheap (Lightning alone takes seconds to import).
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from lrtune.config import (
+        ClipConfig,
+        OptimizerConfig,
+        ScheduleConfig,
+        TrainConfig,
+        train_config_from,
+    )
+    from lrtune.errors import ConfigError, DataError, LrtuneError
+    from lrtune.module import ClassifierModule
+    from lrtune.training import TrainResult, build_trainer, train
+
+_EXPORTS = {
+    "ClipConfig": "lrtune.config",
+    "OptimizerConfig": "lrtune.config",
+    "ScheduleConfig": "lrtune.config",
+    "TrainConfig": "lrtune.config",
+    "train_config_from": "lrtune.config",
+    "ConfigError": "lrtune.errors",
+    "DataError": "lrtune.errors",
+    "LrtuneError": "lrtune.errors",
+    "ClassifierModule": "lrtune.module",
+    "TrainResult": "lrtune.training",
+    "build_trainer": "lrtune.training",
+    "train": "lrtune.training",
+}
+
+__all__ = [
+    "ClassifierModule",
+    "ClipConfig",
+    "ConfigError",
+    "DataError",
+    "LrtuneError",
+    "OptimizerConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "TrainResult",
+    "__version__",
+    "build_trainer",
+    "train",
+    "train_config_from",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'lrtune' has no attribute {name!r}")

@@ -219,7 +219,7 @@ def train_command(
         raise LrtuneError(message) from None
 
     _quiet_lightning()
-    from lrtune.train import train
+    from lrtune.training import train
 
     result = train(cfg, progress=None if quiet else sys.stderr)
     if json_out:

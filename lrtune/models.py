@@ -188,7 +188,7 @@ class ModelInfo:
                 ok = isinstance(value, int | float) and not isinstance(value, bool)
                 if ok and isinstance(default, int):
                     ok = float(value).is_integer() and value >= 1
-                    value = int(value)
+                    value = int(value) if ok else value
                 elif ok:
                     ok = value >= 0
             if not ok:

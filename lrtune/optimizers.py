@@ -266,6 +266,7 @@ OPTIMIZERS: dict[str, OptimInfo] = {
                     0.999,
                     one_minus=True,
                     max_value=1.0,
+                    max_inclusive=False,
                     help="smoothing constant of the squared-gradient average (Keras: rho)",
                 ),
                 _eps(),

@@ -206,10 +206,11 @@ def _build_cosine(total_steps: int, min_factor: float) -> CosineDecay:
 def _build_onecycle(
     total_steps: int, pct_start: float, div_factor: float, final_div_factor: float
 ) -> OneCycle:
-    if total_steps < 2 or pct_start * total_steps < 2 or pct_start * total_steps > total_steps - 1:
+    peak_step = pct_start * total_steps - 1  # as OneCycleLR computes it
+    if not 0 < peak_step < total_steps - 1:
         raise ConfigError(
-            f"schedule onecycle needs at least 2 steps in each phase; got {total_steps} "
-            f"total steps with pct_start={pct_start}"
+            f"schedule onecycle needs pct_start * total_steps in (1, total_steps); got "
+            f"pct_start={pct_start} with {total_steps} total steps"
         )
     return OneCycle(total_steps, pct_start, div_factor, final_div_factor)
 

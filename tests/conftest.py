@@ -1,0 +1,76 @@
+"""Shared fixtures: real MNIST from ../shared/data, small CIFAR files in the real format."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_lightning() -> None:
+    import lightning.pytorch  # noqa: F401  (sets its loggers to INFO on import)
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The real MNIST files (6,309 train / 10,000 test images)."""
+    if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"real MNIST not found at {SHARED_MNIST} (see ../shared/data/README.md)")
+    return SHARED_MNIST
+
+
+def write_cifar(root: Path, variant: str, *, per_batch: int, archive: bool, seed: int = 0) -> Path:
+    """Write a small CIFAR-10/100 'python version' dataset (tar.gz or folder) under ``root``.
+
+    Images are class-dependent (a bright square at a class-specific place plus noise) so a
+    few training steps can learn them.
+    """
+    from tests.data.test_cifar import py2_pickle, write_folder, write_tar
+
+    num_classes = 10 if variant == "cifar10" else 100
+    rng = np.random.default_rng(seed)
+
+    def batch(n: int) -> dict[bytes, object]:
+        labels = rng.integers(0, num_classes, size=n)
+        images = rng.integers(0, 60, size=(n, 3, 32, 32), dtype=np.uint8)
+        for i, label in enumerate(labels):
+            y, x = divmod(int(label) % 16, 4)
+            images[i, label % 3, 8 * y : 8 * y + 8, 8 * x : 8 * x + 8] = 250
+        key = b"labels" if variant == "cifar10" else b"fine_labels"
+        out: dict[bytes, object] = {
+            b"batch_label": b"batch",
+            b"data": images.reshape(n, 3072),
+            key: [int(v) for v in labels],
+            b"filenames": [b"x.png"] * n,
+        }
+        if variant == "cifar100":
+            out[b"coarse_labels"] = [int(v) // 5 for v in labels]
+        return out
+
+    files: dict[str, bytes] = {}
+    if variant == "cifar10":
+        folder = "cifar-10-batches-py"
+        for i in range(1, 6):
+            files[f"{folder}/data_batch_{i}"] = py2_pickle(batch(per_batch))
+        files[f"{folder}/test_batch"] = py2_pickle(batch(per_batch))
+        files[f"{folder}/batches.meta"] = py2_pickle({b"label_names": [b"c"] * 10})
+    else:
+        folder = "cifar-100-python"
+        files[f"{folder}/train"] = py2_pickle(batch(5 * per_batch))
+        files[f"{folder}/test"] = py2_pickle(batch(per_batch))
+        files[f"{folder}/meta"] = py2_pickle({b"fine_label_names": [b"c"] * 100})
+    root.mkdir(parents=True, exist_ok=True)
+    if archive:
+        name = "cifar-10-python.tar.gz" if variant == "cifar10" else "cifar-100-python.tar.gz"
+        return write_tar(root / name, files)
+    return write_folder(root, files)

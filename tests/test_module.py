@@ -1,0 +1,118 @@
+"""ClassifierModule under a real Lightning Trainer: optimizers x schedules, clipping, logging."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lrtune.config import TrainConfig
+from lrtune.data import DigitsDataModule
+from lrtune.module import ClassifierModule
+from lrtune.optimizers import list_optimizers
+from lrtune.schedules import list_schedules, lr_factor
+from lrtune.training import build_trainer
+
+
+def _fit(config: TrainConfig, **trainer_kwargs: object) -> tuple[ClassifierModule, object]:
+    dm = DigitsDataModule(batch_size=32, seed=config.seed)
+    module = ClassifierModule.from_config(config, dm.input_shape, dm.num_classes)
+    trainer = build_trainer(config, **trainer_kwargs)
+    trainer.fit(module, datamodule=dm)
+    return module, trainer
+
+
+@pytest.mark.parametrize("schedule", list_schedules())
+@pytest.mark.parametrize("optimizer", list_optimizers())
+def test_every_optimizer_and_schedule_trains(optimizer: str, schedule: str) -> None:
+    config = TrainConfig(
+        model="mlp",
+        model_options={"width": 16, "depth": 1},
+        optimizer={"name": optimizer},
+        schedule={"name": schedule},
+        epochs=1,
+    )
+    _, trainer = _fit(config, limit_train_batches=6, limit_val_batches=1)
+    assert trainer.global_step == 6
+    loss = float(trainer.callback_metrics["train_loss"])
+    assert math.isfinite(loss)
+    # the schedule is stepped per optimizer step: the LR now is the closed form at step 6
+    total = trainer.estimated_stepping_batches
+    expected = config.optimizer.lr * lr_factor(schedule, 6, total, config.schedule.params)
+    lr = trainer.optimizers[0].param_groups[0]["lr"]
+    assert lr == pytest.approx(expected, rel=1e-9, abs=1e-15)
+
+
+class _ScaledLoss(torch.nn.Module):
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.scale * torch.nn.functional.cross_entropy(logits, y)
+
+
+def _grads_seen_by_optimizer(kind: str, threshold: float | None) -> list[torch.Tensor]:
+    config = TrainConfig(
+        model="mlp",
+        model_options={"width": 32, "depth": 1},
+        optimizer={"name": "sgd", "lr": 1e-3},
+        clip={"kind": kind, "threshold": threshold},
+        epochs=1,
+    )
+    dm = DigitsDataModule(batch_size=64)
+    module = ClassifierModule.from_config(config, dm.input_shape, dm.num_classes)
+    # scale the loss so the raw gradients are far above the thresholds
+    module.loss_fn = _ScaledLoss(1000.0)
+    seen: list[torch.Tensor] = []
+
+    def record(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        grads = [p.grad.detach().flatten() for g in optimizer.param_groups for p in g["params"]]
+        seen.append(torch.cat(grads).clone())
+
+    trainer = build_trainer(config, limit_train_batches=5, limit_val_batches=0)
+    original_configure = module.configure_optimizers
+
+    def configure() -> object:
+        out = original_configure()
+        out["optimizer"].register_step_post_hook(record)
+        return out
+
+    module.configure_optimizers = configure  # type: ignore[method-assign]
+    trainer.fit(module, datamodule=dm)
+    assert len(seen) == 5
+    return seen
+
+
+def test_gradient_clipping_by_norm() -> None:
+    unclipped = _grads_seen_by_optimizer("none", None)
+    assert all(float(g.norm()) > 10.0 for g in unclipped)  # the test can fail
+    for g in _grads_seen_by_optimizer("norm", 0.5):
+        assert float(g.norm()) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_gradient_clipping_by_value() -> None:
+    unclipped = _grads_seen_by_optimizer("none", None)
+    assert all(float(g.abs().max()) > 1.0 for g in unclipped)
+    for g in _grads_seen_by_optimizer("value", 0.01):
+        assert float(g.abs().max()) <= 0.01 + 1e-7
+        assert float((g.abs() == 0.01).float().sum()) > 0  # some entries were clamped
+
+
+def test_logs_losses_accuracy_and_lr() -> None:
+    config = TrainConfig(
+        model="cnn",
+        model_options={"width": 4, "hidden": 16},
+        optimizer={"name": "adam", "lr": 3e-3},
+        schedule={"name": "cosine"},
+        epochs=2,
+    )
+    _, trainer = _fit(config, limit_train_batches=5)
+    metrics = trainer.callback_metrics
+    for key in ("train_loss", "val_loss", "val_acc", "lr"):
+        assert key in metrics, key
+    assert 0.0 <= float(metrics["val_acc"]) <= 1.0
+    # lr logged at the end of epoch 2 is the cosine schedule's value at step 10 of 10
+    assert float(metrics["lr"]) == pytest.approx(3e-3 * lr_factor("cosine", 10, 10), abs=1e-12)
+
