@@ -41,7 +41,7 @@ class EpochReport(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metrics = trainer.callback_metrics
-        row = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step}
+        row: dict[str, float] = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step}
         for key in ("train_loss", "val_loss", "val_acc"):
             if key in metrics:
                 row[key] = float(metrics[key])
@@ -189,7 +189,7 @@ def train(
     fit_metrics = dict(trainer.callback_metrics)
     test_metrics: dict[str, Any] = {}
     if test:
-        test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+        test_metrics = dict(trainer.test(module, datamodule=datamodule, verbose=False)[0])
     return TrainResult(
         val_acc=_metric(fit_metrics, "val_acc"),
         val_loss=_metric(fit_metrics, "val_loss"),

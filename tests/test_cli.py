@@ -178,3 +178,23 @@ def test_entry_points_run_without_traceback() -> None:
         [sys.executable, "-m", "lrtune", "--help"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0 and "train" in proc.stdout and "list" in proc.stdout
+
+
+@pytest.mark.parametrize("variant", ["cifar10", "cifar100"])
+def test_train_resnet_on_cifar_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], variant: str
+) -> None:
+    """CIFAR in the real archive format, augmented on the device, through ResNet-9."""
+    from tests.conftest import write_cifar
+
+    write_cifar(tmp_path, variant, per_batch=40, archive=True)
+    code, out, err = _run(
+        capsys, "train", "--dataset", variant, "--data-dir", str(tmp_path), "--model", "resnet",
+        "--model-option", "width=8", "--batch-size", "32", "--epochs", "2", "--optimizer",
+        "nesterov", "--schedule", "onecycle", "--clip", "norm", "--json", "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    result = _last_json(out)
+    assert result["steps"] == 2 * (180 // 32)
+    assert result["config"]["augment"] is None  # dataset default: on for CIFAR
+    assert 0.0 <= result["test_acc"] <= 1.0

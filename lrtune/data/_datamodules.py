@@ -109,6 +109,12 @@ class ClassificationDataModule(pl.LightningDataModule):
     """
 
     info: ClassVar[DatasetInfo]
+    name: str  # registry name of the dataset (Lightning's ``LightningDataModule.name``)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "info" in cls.__dict__:
+            cls.name = cls.info.name
 
     def __init__(
         self,
@@ -140,11 +146,6 @@ class ClassificationDataModule(pl.LightningDataModule):
         self._splits: _DeviceSplits | None = None
 
     # ------------------------------------------------------------------ facts
-    @property
-    def name(self) -> str:
-        """Registry name of the dataset."""
-        return self.info.name
-
     @property
     def num_classes(self) -> int:
         """Number of classes."""
