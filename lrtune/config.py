@@ -62,6 +62,8 @@ class OptimizerConfig(_Frozen):
     @model_validator(mode="before")
     @classmethod
     def _resolve(cls, data: Any) -> Any:
+        if isinstance(data, str):  # shorthand: `optimizer: adam`
+            data = {"name": data}
         if not isinstance(data, Mapping):
             return data
         data = dict(data)
@@ -102,6 +104,8 @@ class ScheduleConfig(_Frozen):
     @model_validator(mode="before")
     @classmethod
     def _resolve(cls, data: Any) -> Any:
+        if isinstance(data, str):  # shorthand: `schedule: cosine`
+            data = {"name": data}
         if not isinstance(data, Mapping):
             return data
         data = dict(data)
@@ -132,10 +136,18 @@ class ClipConfig(_Frozen):
     kind: Literal["none", "norm", "value"] = "none"
     threshold: float | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"kind": data} if isinstance(data, str) else data
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_positive(cls, value: float | None) -> float | None:
+        return None if value is None else _positive_finite(value)
+
     @model_validator(mode="after")
     def _threshold(self) -> ClipConfig:
-        if self.threshold is not None:
-            _positive_finite(self.threshold)
         if self.kind != "none" and self.threshold is None:
             object.__setattr__(self, "threshold", 1.0)
         return self
@@ -233,6 +245,10 @@ _BUILTIN_MESSAGES = {
     "missing": "is required",
     "extra_forbidden": "is not a known field",
     "literal_error": "must be one of {expected}",
+    "model_type": "must be a mapping of fields",
+    "model_attributes_type": "must be a mapping of fields",
+    "dict_type": "must be a mapping",
+    "int_from_float": "must be an integer",
 }
 _RELATIVE_FIELD = re.compile(r"^[a-z_][\w.]* (must|is|has|takes) ")
 
@@ -288,9 +304,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}:{where}: {problem}") from None
+        if mark is not None:
+            problem = getattr(error, "problem", None) or "invalid YAML"
+            raise ConfigError(f"{path}: line {mark.line + 1}: {problem}") from None
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(error).split())}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

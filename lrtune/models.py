@@ -15,6 +15,7 @@ resnet   ResNet-9 in the DAWNBench/airbench style (conv-BN-act, three pooled sta
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,6 +167,7 @@ class ModelInfo:
         description: One line for listings.
         options: The options it takes, with their defaults.
         search: Search choices a study may use for each option, off unless asked.
+        limits: ``[low, high)`` of valid values for float options (default ``[0, inf)``).
     """
 
     name: str
@@ -173,6 +175,7 @@ class ModelInfo:
     description: str
     options: dict[str, Any] = field(default_factory=dict)
     search: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    limits: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def resolve(self, options: dict[str, Any] | None = None) -> dict[str, Any]:
         """Validate option names and types, fill in defaults."""
@@ -190,7 +193,9 @@ class ModelInfo:
                     ok = float(value).is_integer() and value >= 1
                     value = int(value) if ok else value
                 elif ok:
-                    ok = value >= 0
+                    lo, hi = self.limits.get(key, (0.0, math.inf))
+                    if not (lo <= value < hi):
+                        raise ConfigError(f"model.{key} must be in [{lo:g}, {hi:g}), got {value!r}")
             if not ok:
                 raise ConfigError(f"model.{key} has an invalid value {value!r}")
             if key == "activation" and value not in ACTIVATIONS:
@@ -212,6 +217,7 @@ MODELS: dict[str, ModelInfo] = {
             "multi-layer perceptron",
             {"width": 256, "depth": 2, "activation": "relu", "dropout": 0.0},
             {"width": (64, 128, 256, 512), "depth": (1, 2, 3), "activation": _ACTS},
+            {"dropout": (0.0, 1.0)},
         ),
         ModelInfo(
             "cnn",
@@ -219,6 +225,7 @@ MODELS: dict[str, ModelInfo] = {
             "small LeNet-style CNN (8x8 to 32x32 inputs)",
             {"width": 32, "hidden": 128, "activation": "relu", "dropout": 0.0},
             {"width": (16, 32, 64), "hidden": (64, 128, 256), "activation": _ACTS},
+            {"dropout": (0.0, 1.0)},
         ),
         ModelInfo(
             "resnet",
@@ -226,6 +233,7 @@ MODELS: dict[str, ModelInfo] = {
             "ResNet-9 with BatchNorm (CIFAR-sized inputs)",
             {"width": 64, "activation": "relu", "logit_scale": 0.125},
             {"width": (16, 32, 64), "activation": ("relu", "gelu", "silu")},
+            {"logit_scale": (1e-6, math.inf)},
         ),
     )
 }

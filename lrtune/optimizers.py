@@ -48,6 +48,7 @@ class HyperParam:
             values crowd just below 1). ``low``/``high`` are still given as values.
         min_value: Smallest valid value.
         max_value: Largest valid value.
+        min_inclusive: Whether ``min_value`` itself is valid.
         max_inclusive: Whether ``max_value`` itself is valid (``False`` for β < 1).
         tune: Whether a search includes it unless told otherwise.
         help: One line for ``--help`` and docs.
@@ -61,9 +62,17 @@ class HyperParam:
     one_minus: bool = False
     min_value: float = 0.0
     max_value: float = math.inf
+    min_inclusive: bool = True
     max_inclusive: bool = True
     tune: bool = True
     help: str = ""
+
+    @property
+    def interval(self) -> str:
+        """The valid values in interval notation, e.g. ``[0, 1)``."""
+        lo = "[" if self.min_inclusive else "("
+        hi = "]" if self.max_inclusive and math.isfinite(self.max_value) else ")"
+        return f"{lo}{self.min_value:g}, {self.max_value:g}{hi}"
 
     def check(self, value: float, *, field_name: str | None = None) -> float:
         """Return ``value`` as a float, or raise :class:`ConfigError` naming the field."""
@@ -72,11 +81,10 @@ class HyperParam:
             value = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        too_low = value < self.min_value or (not self.min_inclusive and value <= self.min_value)
         too_high = value > self.max_value or (not self.max_inclusive and value >= self.max_value)
-        if not math.isfinite(value) or value < self.min_value or too_high:
-            close = "]" if self.max_inclusive else ")"
-            hi = "inf" if math.isinf(self.max_value) else f"{self.max_value:g}"
-            raise ConfigError(f"{name} must be in [{self.min_value:g}, {hi}{close}, got {value!r}")
+        if not math.isfinite(value) or too_low or too_high:
+            raise ConfigError(f"{name} must be in {self.interval}, got {value!r}")
         return value
 
 
@@ -130,7 +138,7 @@ def _weight_decay(default: float = 0.0, low: float = 1e-6, high: float = 1e-2) -
     )
 
 
-def _momentum(default: float = 0.9) -> HyperParam:
+def _momentum(default: float = 0.9, *, zero_ok: bool = True) -> HyperParam:
     return HyperParam(
         "momentum",
         default,
@@ -138,6 +146,7 @@ def _momentum(default: float = 0.9) -> HyperParam:
         0.99,
         one_minus=True,
         max_value=1.0,
+        min_inclusive=zero_ok,  # Nesterov momentum needs momentum > 0
         max_inclusive=False,
         help="momentum factor",
     )
@@ -248,7 +257,7 @@ OPTIMIZERS: dict[str, OptimInfo] = {
             "SGD with Nesterov momentum",
             lr_default=1e-2,
             lr_range=(1e-4, 1.0),
-            hyperparameters=(_momentum(), _weight_decay()),
+            hyperparameters=(_momentum(zero_ok=False), _weight_decay()),
             fixed={"nesterov": True},
             aliases=("nag",),
         ),

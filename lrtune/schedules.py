@@ -88,8 +88,11 @@ class ScheduleParam:
         too_low = value < self.min_value or (not self.min_inclusive and value <= self.min_value)
         if not math.isfinite(value) or too_low or value > self.max_value:
             open_ = "[" if self.min_inclusive else "("
-            hi = "inf" if math.isinf(self.max_value) else f"{self.max_value:g}"
-            raise ConfigError(f"{name} must be in {open_}{self.min_value:g}, {hi}], got {value!r}")
+            close = "]" if math.isfinite(self.max_value) else ")"
+            raise ConfigError(
+                f"{name} must be in {open_}{self.min_value:g}, {self.max_value:g}{close}, "
+                f"got {value!r}"
+            )
         if self.integer and value != int(value):
             raise ConfigError(f"{name} must be a whole number of steps, got {value!r}")
         return int(value) if self.integer else value

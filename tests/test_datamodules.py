@@ -95,15 +95,11 @@ def test_random_crop_flip_is_a_shifted_window() -> None:
     assert out.shape == images.shape
     padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode="reflect")
     for i in range(64):
-        windows = [
-            padded[i, :, dy : dy + 8, dx : dx + 8] for dy in range(5) for dx in range(5)
-        ]
+        windows = [padded[i, :, dy : dy + 8, dx : dx + 8] for dy in range(5) for dx in range(5)]
         candidates = windows + [w.flip(-1) for w in windows]
         assert any(torch.equal(out[i], w) for w in candidates)
     flipped_only = random_crop_flip(images, 0, gen)
-    n_flipped = sum(
-        torch.equal(flipped_only[i], images[i].flip(-1)) for i in range(64)
-    )
+    n_flipped = sum(torch.equal(flipped_only[i], images[i].flip(-1)) for i in range(64))
     assert 16 < n_flipped < 48
     assert not torch.equal(out, images)
 

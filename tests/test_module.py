@@ -115,4 +115,3 @@ def test_logs_losses_accuracy_and_lr() -> None:
     assert 0.0 <= float(metrics["val_acc"]) <= 1.0
     # lr logged at the end of epoch 2 is the cosine schedule's value at step 10 of 10
     assert float(metrics["lr"]) == pytest.approx(3e-3 * lr_factor("cosine", 10, 10), abs=1e-12)
-
