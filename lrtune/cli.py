@@ -68,6 +68,17 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
+def _log_to_stderr() -> None:
+    """Show lrtune's own progress messages (data loading, downloads) on stderr."""
+    logger = logging.getLogger("lrtune")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("lrtune: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def _parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, Any]:
     """``["beta1=0.95", "act=gelu"]`` -> ``{"beta1": 0.95, "act": "gelu"}`` (YAML scalars)."""
     import yaml
@@ -219,6 +230,8 @@ def train_command(
         raise LrtuneError(message) from None
 
     _quiet_lightning()
+    if not quiet:
+        _log_to_stderr()
     from lrtune.training import train
 
     result = train(cfg, progress=None if quiet else sys.stderr)

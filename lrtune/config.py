@@ -44,6 +44,13 @@ def _positive_finite(value: float) -> float:
     return value
 
 
+def _params(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    params = data.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ValueError(f"params must be a mapping, got {params!r}")
+    return params
+
+
 class OptimizerConfig(_Frozen):
     """An optimizer and its hyperparameters.
 
@@ -71,16 +78,7 @@ class OptimizerConfig(_Frozen):
         data["name"] = info.name
         if data.get("lr") is None:
             data["lr"] = info.lr_default
-        params = data.get("params") or {}
-        if not isinstance(params, Mapping):
-            raise ValueError(f"params must be a mapping, got {params!r}")
-        resolved = info.defaults()
-        for key, value in params.items():
-            if key not in resolved:
-                known = ", ".join(resolved) or "none besides lr"
-                raise ValueError(f"params.{key} is not taken by {info.name} (it takes: {known})")
-            resolved[key] = info.hyperparameter(key).check(value, field_name=f"params.{key}")
-        data["params"] = resolved
+        data["params"] = info.resolve(_params(data), prefix="params.")
         return data
 
     @field_validator("lr")
@@ -111,16 +109,7 @@ class ScheduleConfig(_Frozen):
         data = dict(data)
         info = get_schedule_info(data.get("name", "constant"))
         data["name"] = info.name
-        params = data.get("params") or {}
-        if not isinstance(params, Mapping):
-            raise ValueError(f"params must be a mapping, got {params!r}")
-        resolved = {p.name: p.default for p in info.params}
-        for key, value in params.items():
-            if key not in resolved:
-                known = ", ".join(resolved) or "none"
-                raise ValueError(f"params.{key} is not taken by {info.name} (it takes: {known})")
-            resolved[key] = info.param(key).check(value, field_name=f"params.{key}")
-        data["params"] = resolved
+        data["params"] = info.resolve(_params(data), prefix="params.")
         return data
 
 

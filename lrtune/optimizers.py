@@ -203,11 +203,21 @@ class OptimInfo:
         """Default value of every declared hyperparameter."""
         return {h.name: h.default for h in self.hyperparameters}
 
-    def resolve(self, params: Mapping[str, float] | None = None) -> dict[str, float]:
-        """Validate ``params`` and fill in defaults for the rest."""
+    def resolve(
+        self, params: Mapping[str, float] | None = None, *, prefix: str = ""
+    ) -> dict[str, float]:
+        """Validate ``params`` and fill in defaults for the rest.
+
+        Args:
+            params: lrtune-named values.
+            prefix: Put before a parameter's name in errors (e.g. ``"params."``).
+        """
         resolved = self.defaults()
         for key, value in (params or {}).items():
-            resolved[key] = self.hyperparameter(key).check(value, field_name=key)
+            if prefix and key not in resolved:
+                known = ", ".join(resolved) or "none besides lr"
+                raise ConfigError(f"{prefix}{key} is not taken by {self.name} (it takes: {known})")
+            resolved[key] = self.hyperparameter(key).check(value, field_name=prefix + key)
         return resolved
 
     def torch_kwargs(self, lr: float, params: Mapping[str, float] | None = None) -> dict[str, Any]:

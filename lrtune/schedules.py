@@ -254,11 +254,21 @@ class ScheduleInfo:
         known = ", ".join(self.param_names) or "none"
         raise ConfigError(f"schedule {self.name!r} takes no {name!r} (it takes: {known})")
 
-    def resolve(self, params: Mapping[str, float] | None = None) -> dict[str, float]:
-        """Validate ``params`` and fill in defaults for the rest."""
+    def resolve(
+        self, params: Mapping[str, float] | None = None, *, prefix: str = ""
+    ) -> dict[str, float]:
+        """Validate ``params`` and fill in defaults for the rest.
+
+        Args:
+            params: Schedule parameters.
+            prefix: Put before a parameter's name in errors (e.g. ``"params."``).
+        """
         resolved = {p.name: p.default for p in self.params}
         for key, value in (params or {}).items():
-            resolved[key] = self.param(key).check(value, field_name=key)
+            if prefix and key not in resolved:
+                known = ", ".join(resolved) or "none"
+                raise ConfigError(f"{prefix}{key} is not taken by {self.name} (it takes: {known})")
+            resolved[key] = self.param(key).check(value, field_name=prefix + key)
         return resolved
 
     def factor_fn(

@@ -167,7 +167,9 @@ class ClassificationDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------ loading
     def _read(self) -> _Arrays:
         """Read (downloading if allowed) the official train and test splits."""
-        raise NotImplementedError  # pragma: no cover - abstract
+        raise TypeError(  # pragma: no cover - every registered subclass overrides it
+            f"{type(self).__name__} is abstract: use one of the dataset subclasses"
+        )
 
     def _host_key(self) -> tuple[str, str]:
         return (self.name, str(self.data_dir.resolve()) if self.info.needs_files else "")
