@@ -97,6 +97,14 @@ class DeviceBatches:
         """Where the data lives."""
         return self.images.device
 
+    def state_dict(self) -> dict[str, int]:
+        """Where the iteration stands (the next epoch's index), for exact restores."""
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resume from :meth:`state_dict`."""
+        self.epoch = int(state["epoch"])
+
     def __len__(self) -> int:
         n = self.images.shape[0]
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)

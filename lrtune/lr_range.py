@@ -1,0 +1,469 @@
+"""The LR range test's math: LR sweep, smoothing, divergence rule, suggestion methods.
+
+Pure numpy, no Lightning: :class:`~lrtune.callbacks.LRRangeTest` feeds it losses and asks it
+when to stop and what to suggest, so every rule here is testable on synthetic curves.
+
+Conventions:
+
+- The sweep visits ``num_steps`` LRs from ``min_lr`` to ``max_lr`` (exponentially spaced by
+  default), one per optimizer step.
+- Every rule is invariant to shifting the loss by a constant and to scaling it by a positive
+  factor: it looks at *differences* of losses measured in units of how much the loss fell
+  (or of its noise), never at ratios to the loss itself.
+- Suggestions are computed on a zero-lag smoothed curve (an exponential moving average run
+  forwards and backwards), so smoothing does not shift features toward larger LRs the way a
+  one-sided EMA with β = 0.98 over 100 points does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from lrtune.errors import ConfigError
+
+__all__ = [
+    "METHODS",
+    "Analysis",
+    "DivergenceRule",
+    "analyze",
+    "ema",
+    "lr_sweep",
+    "zero_lag_smooth",
+]
+
+Mode = Literal["exponential", "linear"]
+Target = Literal["constant", "max"]
+
+
+def lr_sweep(
+    min_lr: float, max_lr: float, num_steps: int, mode: Mode = "exponential"
+) -> np.ndarray:
+    """The ``num_steps`` learning rates of a sweep from ``min_lr`` to ``max_lr`` inclusive.
+
+    Raises:
+        ConfigError: ``min_lr`` >= ``max_lr``, a bound <= 0, ``num_steps`` < 10 or an
+            unknown ``mode``.
+    """
+    if not (math.isfinite(min_lr) and min_lr > 0):
+        raise ConfigError(f"min_lr must be > 0, got {min_lr!r}")
+    if not (math.isfinite(max_lr) and max_lr > min_lr):
+        raise ConfigError(f"max_lr must be > min_lr ({min_lr!r}), got {max_lr!r}")
+    if num_steps < 10:
+        raise ConfigError(f"num_steps must be >= 10, got {num_steps!r}")
+    if mode == "exponential":
+        return np.geomspace(min_lr, max_lr, num_steps)
+    if mode == "linear":
+        return np.linspace(min_lr, max_lr, num_steps)
+    raise ConfigError(f"mode must be 'exponential' or 'linear', got {mode!r}")
+
+
+def ema(values: Sequence[float] | np.ndarray, beta: float) -> np.ndarray:
+    """Bias-corrected exponential moving average: ``s_i / (1 - beta ** (i + 1))``."""
+    out = np.empty(len(values))
+    avg = 0.0
+    for i, value in enumerate(values):
+        avg = beta * avg + (1 - beta) * value
+        out[i] = avg / (1 - beta ** (i + 1))
+    return out
+
+
+def zero_lag_smooth(values: Sequence[float] | np.ndarray, beta: float) -> np.ndarray:
+    """Centered Gaussian moving average: smooth, with no shift in position.
+
+    Its width matches the EMA with factor ``beta`` (standard deviation of the EMA's lag,
+    ``sqrt(beta) / (1 - beta)``, halved because it looks both ways); the kernel is cut at two
+    standard deviations, so a blow-up at the end of a sweep cannot leak far back.
+    """
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if beta <= 0 or n < 3:
+        return values.copy()
+    sigma = max(0.5, math.sqrt(beta) / (1 - beta) / 2)  # in points
+    half = min(math.ceil(2 * sigma), (n - 1) // 2)
+    offsets = np.arange(-half, half + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    return np.convolve(values, kernel, mode="same") / np.convolve(np.ones(n), kernel, mode="same")
+
+
+def _noise(values: np.ndarray, smooth: np.ndarray) -> float:
+    """Robust standard deviation of the residuals (1.4826 x median absolute deviation)."""
+    if len(values) < 3:
+        return 0.0
+    residual = values - smooth
+    return float(1.4826 * np.median(np.abs(residual - np.median(residual))))
+
+
+@dataclass
+class DivergenceRule:
+    """Online stop rule, invariant to the loss's offset and scale.
+
+    The loss has diverged when its smoothed value rises above its best smoothed value by
+    more than ``threshold`` times the larger of (a) how far it had fallen from its starting
+    level and (b) its noise level; or when a loss is NaN or infinite.
+
+    Args:
+        beta: EMA factor of the online smoothing (default 0.9).
+        threshold: Allowed rise, in units of the fall so far (default 3.0).
+        warmup: Steps before the rule can fire (default 5).
+    """
+
+    beta: float = 0.9
+    threshold: float = 3.0
+    warmup: int = 5
+    _losses: list[float] = field(default_factory=list, repr=False)
+
+    def update(self, loss: float) -> str | None:
+        """Add one loss; return why the sweep must stop, or ``None`` to go on."""
+        if not math.isfinite(loss):
+            return f"loss is {loss} at step {len(self._losses)}"
+        self._losses.append(loss)
+        n = len(self._losses)
+        if n <= self.warmup:
+            return None
+        smooth = ema(self._losses, self.beta)
+        start = float(np.mean(smooth[: max(2, self.warmup)]))
+        best = float(smooth.min())
+        head = int(np.argmin(smooth)) + 1  # noise of the falling part, not of a blow-up
+        losses = np.asarray(self._losses[:head])
+        noise = _noise(losses, zero_lag_smooth(losses, self.beta))
+        scale = max(start - best, 3 * noise, 1e-12 * max(1.0, abs(best)))
+        rise = float(smooth[-1]) - best
+        if rise > self.threshold * scale:
+            return (
+                f"loss diverged at step {n - 1}: smoothed loss rose {rise:.3g} above its best, "
+                f"more than {self.threshold:g}x the fall of {start - best:.3g}"
+            )
+        return None
+
+
+# ----------------------------------------------------------------------------- methods
+# Each takes (log10 LRs, smoothed losses, noise level) of the usable part of the sweep and
+# returns an index, or raises _NoSuggestion with the reason.
+
+
+class _NoSuggestion(Exception):
+    pass
+
+
+def _steepest(log_lrs: np.ndarray, smooth: np.ndarray, noise: float) -> int:
+    """Most negative slope of the loss against log10(LR) (not against LR itself)."""
+    slope = np.gradient(smooth, log_lrs)
+    return int(np.argmin(slope))
+
+
+def _valley(log_lrs: np.ndarray, smooth: np.ndarray, noise: float) -> int:
+    """fastai's ``valley``: 2/3 of the way down the longest decreasing run."""
+    n = len(smooth)
+    lds = [1] * n
+    max_start, max_end = 0, 0
+    for i in range(1, n):
+        for j in range(i):
+            if smooth[i] < smooth[j] and lds[i] < lds[j] + 1:
+                lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]:
+                max_end = i
+                max_start = max_end - lds[max_end]
+    sections = (max_end - max_start) / 3
+    return int(max_start + int(sections) + int(sections / 2))
+
+
+def _minimum(log_lrs: np.ndarray, smooth: np.ndarray, noise: float) -> int:
+    """Index of the lowest smoothed loss."""
+    return int(np.argmin(smooth))
+
+
+@dataclass(frozen=True)
+class _Levels:
+    start: float  # starting level of the smoothed loss
+    best: float  # lowest smoothed loss
+    i_best: int
+
+
+def _levels(smooth: np.ndarray) -> _Levels:
+    k = max(2, len(smooth) // 20)
+    i_best = int(np.argmin(smooth))
+    return _Levels(float(np.mean(smooth[:k])), float(smooth[i_best]), i_best)
+
+
+def bracket_indices(
+    smooth: np.ndarray, noise: float, *, low_fall: float = 0.2, high_fall: float = 0.9
+) -> tuple[int, int]:
+    """Where the loss falls well: from ``low_fall`` to ``high_fall`` of its total fall.
+
+    No bracket when the total fall is within one noise level (robust std of a single
+    step's loss around the smoothed curve).
+
+    ``low`` is the first point whose smoothed loss has fallen by ``low_fall`` of the whole
+    fall (start level to minimum); ``high`` the first point that has fallen by
+    ``high_fall`` of it. Both are found by level crossing, so noise in the slope does not
+    move them.
+
+    Raises:
+        _NoSuggestion: The loss did not fall by more than its noise.
+    """
+    lv = _levels(smooth)
+    fall = lv.start - lv.best
+    if fall <= noise or fall <= 1e-12 * max(1.0, abs(lv.best)):
+        raise _NoSuggestion(
+            "the loss did not fall during the sweep (raise max_lr, or check the model learns)"
+        )
+    head = smooth[: lv.i_best + 1]
+    low = int(np.argmax(head <= lv.start - low_fall * fall))
+    high = int(np.argmax(head <= lv.start - high_fall * fall))
+    return low, max(low, high)
+
+
+def _robust(fraction: float) -> Callable[[np.ndarray, np.ndarray, float], int]:
+    def method(log_lrs: np.ndarray, smooth: np.ndarray, noise: float) -> int:
+        low, high = bracket_indices(smooth, noise)
+        target = log_lrs[low] + fraction * (log_lrs[high] - log_lrs[low])
+        return int(np.argmin(np.abs(log_lrs - target)))
+
+    method.__doc__ = (
+        f"lrtune's method: {fraction:g} of the way (in log LR) from the start of the fall "
+        "to its 90% point."
+    )
+    return method
+
+
+METHODS: dict[str, Callable[[np.ndarray, np.ndarray, float], int]] = {
+    "steepest": _steepest,
+    "valley": _valley,
+    "minimum": _minimum,
+    "bracket": _robust(0.5),
+}
+"""Suggestion methods by name; ``minimum`` is reported divided by 10 (fastai's rule)."""
+
+_DIVISORS = {"minimum": 10.0}
+
+
+def _clip_blow_up(losses: np.ndarray) -> np.ndarray:
+    """Cap losses at the start level plus the whole fall, so a blow-up cannot dominate.
+
+    Points above that cap lie past the useful range anyway; capping them (a shift- and
+    scale-invariant rule) keeps their huge values out of their neighbours' smoothing.
+    """
+    if len(losses) < 3:
+        return losses
+    start = float(np.median(losses[: max(3, len(losses) // 20)]))
+    cap = start + max(start - float(losses.min()), 0.0)
+    return np.minimum(losses, cap)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What a sweep's losses say.
+
+    Attributes:
+        smoothed: Zero-lag smoothed losses (same length as the losses).
+        usable: Number of leading points the suggestions look at (up to the stop).
+        suggestions: LR suggested by each method (``None`` where it has none).
+        suggestion: The chosen method's LR, adjusted for ``target``, or ``None``.
+        reason: Why there is no suggestion, or how it was made.
+        bracket: ``(low, high)`` LRs where the loss falls well, or ``None``.
+    """
+
+    smoothed: np.ndarray
+    usable: int
+    suggestions: dict[str, float | None]
+    suggestion: float | None
+    reason: str
+    bracket: tuple[float, float] | None
+
+
+def analyze(
+    lrs: Sequence[float],
+    losses: Sequence[float],
+    *,
+    beta: float = 0.9,
+    method: str = "bracket",
+    target: Target = "constant",
+    skip_start: int = 2,
+) -> Analysis:
+    """Smooth the sweep's losses and compute every method's suggestion.
+
+    Args:
+        lrs: LRs of the recorded steps.
+        losses: Loss at each recorded step (non-finite values end the usable part).
+        beta: Smoothing factor (default 0.9).
+        method: Which method's LR becomes ``suggestion`` (see :data:`METHODS`).
+        target: ``constant`` for a working constant LR; ``max`` for the peak LR of a
+            one-cycle or warm-up schedule: the bracket's upper end (where the loss has done
+            90% of its fall), or the method's LR if that is higher.
+        skip_start: Points at the start ignored by the methods (default 2).
+    """
+    if method not in METHODS:
+        raise ConfigError(f"unknown suggestion method {method!r}; known: {', '.join(METHODS)}")
+    if target not in ("constant", "max"):
+        raise ConfigError(f"target must be 'constant' or 'max', got {target!r}")
+    lrs_a = np.asarray(lrs, dtype=float)
+    losses_a = np.asarray(losses, dtype=float)
+    finite = np.isfinite(losses_a)
+    usable = int(np.argmin(finite)) if not finite.all() else len(losses_a)
+    smoothed = np.full(len(losses_a), np.nan)
+    smoothed[:usable] = zero_lag_smooth(_clip_blow_up(losses_a[:usable]), beta)
+    empty: dict[str, float | None] = {name: None for name in METHODS}
+    if usable - skip_start < 5:
+        reason = (
+            f"loss was not finite from step {usable}" if usable < len(losses_a) else "too few steps"
+        )
+        return Analysis(smoothed, usable, empty, None, f"no suggestion: {reason}", None)
+    log_lrs = np.log10(lrs_a[skip_start:usable])
+    smooth = smoothed[skip_start:usable]
+    head = slice(0, int(np.argmin(smooth)) + 1)  # noise of the falling part, not the blow-up
+    noise = _noise(losses_a[skip_start:usable][head], smooth[head])
+    suggestions: dict[str, float | None] = {}
+    reasons: dict[str, str] = {}
+    for name, fn in METHODS.items():
+        try:
+            index = fn(log_lrs, smooth, noise)
+            suggestions[name] = float(10 ** log_lrs[index]) / _DIVISORS.get(name, 1.0)
+        except _NoSuggestion as why:
+            suggestions[name] = None
+            reasons[name] = str(why)
+    try:
+        low, high = bracket_indices(smooth, noise)
+        bracket: tuple[float, float] | None = (
+            float(10 ** log_lrs[low]),
+            float(10 ** log_lrs[high]),
+        )
+    except _NoSuggestion as why:
+        bracket = None
+        reasons.setdefault("bracket", str(why))
+    chosen = suggestions[method]
+    if chosen is not None and target == "max" and bracket is not None:
+        chosen = max(bracket[1], chosen)
+    if chosen is None:
+        reason = "no suggestion: " + reasons.get(method, "the method found none")
+    else:
+        reason = f"{method} method, for a {'peak' if target == 'max' else 'constant'} LR"
+    return Analysis(smoothed, usable, suggestions, chosen, reason, bracket)
+
+
+@dataclass
+class LRFinderResult:
+    """The outcome of one LR range test.
+
+    Attributes:
+        lrs: LR of each recorded step (first param group).
+        losses: Training loss at each step (mean over an accumulation window).
+        smoothed: Zero-lag smoothed losses.
+        suggestion: Suggested LR, or ``None`` (then ``reason`` says why).
+        reason: How the suggestion was made, or why there is none.
+        suggestions: LR per suggestion method (``None`` where a method has none).
+        bracket: ``(low, high)``: LRs where the loss falls well, or ``None``.
+        method: The method behind ``suggestion``.
+        target: ``constant`` (a working LR) or ``max`` (a one-cycle/warm-up peak LR).
+        stop_reason: Why the sweep ended early (divergence), or ``None``.
+        num_steps: Steps the sweep was asked for.
+        seconds: Wall time of the sweep, restore included.
+        label: A name for plots and tables (e.g. the optimizer).
+    """
+
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    suggestion: float | None
+    reason: str
+    suggestions: dict[str, float | None]
+    bracket: tuple[float, float] | None
+    method: str
+    target: str
+    stop_reason: str | None
+    num_steps: int
+    seconds: float
+    label: str = ""
+
+    @classmethod
+    def from_sweep(
+        cls,
+        lrs: Sequence[float],
+        losses: Sequence[float],
+        *,
+        beta: float,
+        method: str,
+        target: Target,
+        stop_reason: str | None,
+        num_steps: int,
+        seconds: float,
+        label: str = "",
+    ) -> LRFinderResult:
+        """Analyse a finished sweep (see :func:`analyze`)."""
+        analysis = analyze(lrs, losses, beta=beta, method=method, target=target)
+        return cls(
+            lrs=[float(v) for v in lrs],
+            losses=[float(v) for v in losses],
+            smoothed=[float(v) for v in analysis.smoothed],
+            suggestion=analysis.suggestion,
+            reason=analysis.reason,
+            suggestions=analysis.suggestions,
+            bracket=analysis.bracket,
+            method=method,
+            target=target,
+            stop_reason=stop_reason,
+            num_steps=num_steps,
+            seconds=seconds,
+            label=label,
+        )
+
+    @property
+    def min_loss(self) -> float | None:
+        """Lowest smoothed loss of the sweep (``None`` if no finite loss)."""
+        finite = [v for v in self.smoothed if math.isfinite(v)]
+        return min(finite) if finite else None
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able dict (non-finite numbers become ``None``)."""
+
+        def clean(value: float | None) -> float | None:
+            return value if value is not None and math.isfinite(value) else None
+
+        return {
+            "label": self.label,
+            "suggestion": self.suggestion,
+            "reason": self.reason,
+            "bracket": list(self.bracket) if self.bracket else None,
+            "suggestions": self.suggestions,
+            "method": self.method,
+            "target": self.target,
+            "stop_reason": self.stop_reason,
+            "num_steps": self.num_steps,
+            "steps_run": len(self.lrs),
+            "min_loss": self.min_loss,
+            "seconds": self.seconds,
+            "lrs": self.lrs,
+            "losses": [clean(v) for v in self.losses],
+            "smoothed": [clean(v) for v in self.smoothed],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> LRFinderResult:
+        """Inverse of :meth:`to_dict`."""
+        nan = float("nan")
+        bracket = data.get("bracket")
+        return cls(
+            lrs=list(data["lrs"]),  # type: ignore[call-overload]
+            losses=[nan if v is None else v for v in data["losses"]],  # type: ignore[attr-defined]
+            smoothed=[nan if v is None else v for v in data["smoothed"]],  # type: ignore[attr-defined]
+            suggestion=data.get("suggestion"),  # type: ignore[arg-type]
+            reason=str(data.get("reason", "")),
+            suggestions=dict(data.get("suggestions") or {}),  # type: ignore[call-overload]
+            bracket=tuple(bracket) if bracket else None,  # type: ignore[arg-type]
+            method=str(data.get("method", "bracket")),
+            target=str(data.get("target", "constant")),
+            stop_reason=data.get("stop_reason"),  # type: ignore[arg-type]
+            num_steps=int(data.get("num_steps", len(data["lrs"]))),  # type: ignore[call-overload, arg-type]
+            seconds=float(data.get("seconds", 0.0)),  # type: ignore[arg-type]
+            label=str(data.get("label", "")),
+        )
+
+    def plot(self, *, title: str | None = None) -> object:
+        """Loss vs LR (log axis) as a plotly ``Figure``, the bracket shaded, suggestion marked."""
+        from lrtune.report import lr_curves_figure
+
+        return lr_curves_figure([self], title=title)
