@@ -24,7 +24,7 @@ app = typer.Typer(
     name="lrtune",
     help=(
         "Learning-rate range tests and Optuna studies for PyTorch Lightning models.\n\n"
-        "Start with `lrtune train --help` or `lrtune list`."
+        "Start with `lrtune train --help`, `lrtune find-lr --help` or `lrtune list`."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -105,13 +105,120 @@ def _emit_json(payload: dict[str, Any]) -> None:
     print(json.dumps(payload, allow_nan=False, default=str))
 
 
+# Options shared by the commands that build a training configuration.
+DatasetOpt = Annotated[
+    str | None,
+    typer.Option(help="digits (embedded, default), mnist, fashion-mnist, cifar10, cifar100."),
+]
+ModelOpt = Annotated[str | None, typer.Option(help="mlp (default), cnn or resnet.")]
+ScheduleOpt = Annotated[
+    str | None, typer.Option(help="LR schedule (`lrtune list schedules`); default constant.")
+]
+ClipOpt = Annotated[
+    str | None, typer.Option(help="Gradient clipping: none (default), norm or value.")
+]
+ClipThresholdOpt = Annotated[
+    float | None, typer.Option(help="Clipping threshold (default 1.0 when clipping).")
+]
+BatchSizeOpt = Annotated[int | None, typer.Option(help="Batch size (default per dataset).")]
+SeedOpt = Annotated[int | None, typer.Option(help="Random seed (default 0).")]
+DataDirOpt = Annotated[
+    Path | None, typer.Option(help="Folder with the dataset files; missing ones are downloaded.")
+]
+NoDownloadOpt = Annotated[
+    bool, typer.Option("--no-download", help="Fail instead of downloading missing files.")
+]
+ScheduleParamOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--schedule-param", metavar="KEY=VALUE", help="Schedule parameter KEY=VALUE (repeatable)."
+    ),
+]
+ModelOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model-option", metavar="KEY=VALUE", help="Model option KEY=VALUE, e.g. width=128."
+    ),
+]
+DeviceOpt = Annotated[
+    str | None, typer.Option(help="auto (GPU if present, default), cpu, gpu or mps.")
+]
+PrecisionOpt = Annotated[
+    str | None, typer.Option(help="32-true (default), bf16-mixed, 16-mixed, ...")
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="YAML file with the training fields; flags override it."),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print the result as one JSON object (last line).")
+]
+
+
+def _train_config(config_file: Path | None, flags: dict[str, tuple[tuple[str, ...], Any]]) -> Any:
+    """Validate flags (``--flag: (config path, value)``, ``None`` = not given) over a file."""
+    from lrtune.config import train_config_from
+
+    overrides: dict[str, Any] = {}
+    given: set[str] = set()
+    for flag, (path, value) in flags.items():
+        if value is None:
+            continue
+        given.add(flag)
+        target = overrides
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+        target[path[-1]] = value
+    try:
+        return train_config_from(config_file, overrides)
+    except LrtuneError as error:
+        message = _flag_message(str(error), given) if config_file is None else str(error)
+        raise LrtuneError(message) from None
+
+
+def _common_flags(
+    *,
+    dataset: str | None,
+    model: str | None,
+    schedule: str | None,
+    clip: str | None,
+    clip_threshold: float | None,
+    batch_size: int | None,
+    seed: int | None,
+    data_dir: Path | None,
+    no_download: bool,
+    schedule_param: list[str] | None,
+    model_option: list[str] | None,
+    device: str | None,
+    precision: str | None,
+) -> dict[str, tuple[tuple[str, ...], Any]]:
+    return {
+        "--dataset": (("dataset",), dataset),
+        "--model": (("model",), model),
+        "--schedule": (("schedule", "name"), schedule),
+        "--clip": (("clip", "kind"), clip),
+        "--clip-threshold": (("clip", "threshold"), clip_threshold),
+        "--batch-size": (("batch_size",), batch_size),
+        "--seed": (("seed",), seed),
+        "--data-dir": (("data_dir",), data_dir),
+        "--no-download": (("download",), False if no_download else None),
+        "--schedule-param": (
+            ("schedule", "params"),
+            _parse_pairs(schedule_param, "--schedule-param") or None,
+        ),
+        "--model-option": (
+            ("model_options",),
+            _parse_pairs(model_option, "--model-option") or None,
+        ),
+        "--device": (("device",), device),
+        "--precision": (("precision",), precision),
+    }
+
+
 @app.command("train")
 def train_command(
-    dataset: Annotated[
-        str | None,
-        typer.Option(help="digits (embedded, default), mnist, fashion-mnist, cifar10, cifar100."),
-    ] = None,
-    model: Annotated[str | None, typer.Option(help="mlp (default), cnn or resnet.")] = None,
+    dataset: DatasetOpt = None,
+    model: ModelOpt = None,
     optimizer: Annotated[
         str | None, typer.Option(help="Optimizer name (`lrtune list optimizers`); default adam.")
     ] = None,
@@ -119,26 +226,13 @@ def train_command(
         float | None, typer.Option(help="Learning rate; default: the optimizer's default.")
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default 10).")] = None,
-    schedule: Annotated[
-        str | None, typer.Option(help="LR schedule (`lrtune list schedules`); default constant.")
-    ] = None,
-    clip: Annotated[
-        str | None, typer.Option(help="Gradient clipping: none (default), norm or value.")
-    ] = None,
-    clip_threshold: Annotated[
-        float | None, typer.Option(help="Clipping threshold (default 1.0 when clipping).")
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Batch size (default per dataset).")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="Folder with the dataset files; missing ones are downloaded."),
-    ] = None,
-    no_download: Annotated[
-        bool, typer.Option("--no-download", help="Fail instead of downloading missing files.")
-    ] = False,
+    schedule: ScheduleOpt = None,
+    clip: ClipOpt = None,
+    clip_threshold: ClipThresholdOpt = None,
+    batch_size: BatchSizeOpt = None,
+    seed: SeedOpt = None,
+    data_dir: DataDirOpt = None,
+    no_download: NoDownloadOpt = False,
     opt_param: Annotated[
         list[str] | None,
         typer.Option(
@@ -147,33 +241,12 @@ def train_command(
             help="Optimizer hyperparameter KEY=VALUE, e.g. beta1=0.95 (repeatable).",
         ),
     ] = None,
-    schedule_param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--schedule-param",
-            metavar="KEY=VALUE",
-            help="Schedule parameter KEY=VALUE (repeatable).",
-        ),
-    ] = None,
-    model_option: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--model-option", metavar="KEY=VALUE", help="Model option KEY=VALUE, e.g. width=128."
-        ),
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="auto (GPU if present, default), cpu, gpu or mps.")
-    ] = None,
-    precision: Annotated[
-        str | None, typer.Option(help="32-true (default), bf16-mixed, 16-mixed, ...")
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", help="YAML file with the same fields; flags override it."),
-    ] = None,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print the result as one JSON object (last line).")
-    ] = False,
+    schedule_param: ScheduleParamOpt = None,
+    model_option: ModelOptionOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch lines.")] = False,
 ) -> None:
     """Train one configuration and report validation and test accuracy.
@@ -182,52 +255,20 @@ def train_command(
 
     Example: lrtune train --dataset digits --model mlp --optimizer adam --lr 3e-3 --epochs 10
     """
-    overrides: dict[str, Any] = {}
-    given: set[str] = set()
-
-    def put(flag: str, path: tuple[str, ...], value: Any) -> None:
-        if value is None:
-            return
-        given.add(flag)
-        target = overrides
-        for key in path[:-1]:
-            target = target.setdefault(key, {})
-        target[path[-1]] = value
-
-    put("--dataset", ("dataset",), dataset)
-    put("--model", ("model",), model)
-    put("--optimizer", ("optimizer", "name"), optimizer)
-    put("--lr", ("optimizer", "lr"), lr)
-    put("--epochs", ("epochs",), epochs)
-    put("--schedule", ("schedule", "name"), schedule)
-    put("--clip", ("clip", "kind"), clip)
-    put("--clip-threshold", ("clip", "threshold"), clip_threshold)
-    put("--batch-size", ("batch_size",), batch_size)
-    put("--seed", ("seed",), seed)
-    put("--data-dir", ("data_dir",), data_dir)
-    put("--device", ("device",), device)
-    put("--precision", ("precision",), precision)
-    if no_download:
-        put("--no-download", ("download",), False)
-    put("--opt-param", ("optimizer", "params"), _parse_pairs(opt_param, "--opt-param") or None)
-    put(
-        "--schedule-param",
-        ("schedule", "params"),
-        _parse_pairs(schedule_param, "--schedule-param") or None,
+    flags = _common_flags(
+        dataset=dataset, model=model, schedule=schedule, clip=clip,
+        clip_threshold=clip_threshold, batch_size=batch_size, seed=seed, data_dir=data_dir,
+        no_download=no_download, schedule_param=schedule_param, model_option=model_option,
+        device=device, precision=precision,
+    )  # fmt: skip
+    flags["--optimizer"] = (("optimizer", "name"), optimizer)
+    flags["--lr"] = (("optimizer", "lr"), lr)
+    flags["--epochs"] = (("epochs",), epochs)
+    flags["--opt-param"] = (
+        ("optimizer", "params"),
+        _parse_pairs(opt_param, "--opt-param") or None,
     )
-    put(
-        "--model-option",
-        ("model_options",),
-        _parse_pairs(model_option, "--model-option") or None,
-    )
-
-    from lrtune.config import train_config_from
-
-    try:
-        cfg = train_config_from(config, overrides)
-    except LrtuneError as error:
-        message = _flag_message(str(error), given) if config is None else str(error)
-        raise LrtuneError(message) from None
+    cfg = _train_config(config, flags)
 
     _quiet_lightning()
     if not quiet:
@@ -244,6 +285,130 @@ def train_command(
             f"test_acc {result.test_acc:.4f}  val_acc {result.val_acc:.4f}  "
             f"epochs {result.epochs}  {result.seconds:.1f}s"
         )
+
+
+def _fmt_lr(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+@app.command("find-lr")
+def find_lr_command(
+    dataset: DatasetOpt = None,
+    model: ModelOpt = None,
+    optimizers: Annotated[
+        str,
+        typer.Option(help="Comma-separated optimizers to test, e.g. sgd,adam,adamax,rmsprop."),
+    ] = "sgd,momentum,adam,adamax,rmsprop",
+    num_steps: Annotated[
+        int, typer.Option(help="Optimizer steps per sweep (default 100, at least 10).")
+    ] = 100,
+    min_lr: Annotated[
+        float | None,
+        typer.Option(help="First LR of each sweep (default: optimizer's search range low / 10)."),
+    ] = None,
+    max_lr: Annotated[
+        float | None,
+        typer.Option(help="Last LR of each sweep (default: optimizer's search range high x 10)."),
+    ] = None,
+    method: Annotated[
+        str, typer.Option(help="Suggestion method: bracket (default), steepest, valley, minimum.")
+    ] = "bracket",
+    schedule: ScheduleOpt = None,
+    clip: ClipOpt = None,
+    clip_threshold: ClipThresholdOpt = None,
+    batch_size: BatchSizeOpt = None,
+    seed: SeedOpt = None,
+    data_dir: DataDirOpt = None,
+    no_download: NoDownloadOpt = False,
+    schedule_param: ScheduleParamOpt = None,
+    model_option: ModelOptionOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    config: ConfigOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write the loss-vs-LR curves, overlaid, to this HTML file (offline)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """LR range test per optimizer, same initial weights and data order: suggestions compared.
+
+    Prints a table (optimizer, suggested LR, bracket of LRs where the loss falls well, lowest
+    loss, steps run). With --json the last line is {"results": [{"optimizer", "suggestion",
+    "bracket", ...}, ...]}.
+
+    Example: lrtune find-lr --dataset mnist --data-dir DIR --model cnn --optimizers sgd,adam
+    --out curves.html
+    """
+    from lrtune.finder import compare_optimizers
+    from lrtune.lr_range import METHODS
+
+    names = [name.strip() for name in optimizers.split(",") if name.strip()]
+    if not names:
+        raise LrtuneError("--optimizers: give at least one optimizer name")
+    if method not in METHODS:
+        raise LrtuneError(f"--method: unknown method {method!r}; known: {', '.join(METHODS)}")
+    from lrtune.optimizers import get_optimizer_info
+
+    try:
+        names = [get_optimizer_info(name).name for name in names]
+    except LrtuneError as error:
+        raise LrtuneError(f"--optimizers: {error}") from None
+    flags = _common_flags(
+        dataset=dataset, model=model, schedule=schedule, clip=clip,
+        clip_threshold=clip_threshold, batch_size=batch_size, seed=seed, data_dir=data_dir,
+        no_download=no_download, schedule_param=schedule_param, model_option=model_option,
+        device=device, precision=precision,
+    )  # fmt: skip
+    cfg = _train_config(config, flags)
+    from lrtune.lr_range import lr_sweep
+
+    for name in names:  # check the bounds before any work
+        low, high = get_optimizer_info(name).lr_range
+        try:
+            lr_sweep(min_lr or low / 10, max_lr or high * 10, num_steps)
+        except LrtuneError as error:
+            raise LrtuneError(f"find-lr: {error}") from None
+
+    _quiet_lightning()
+    _log_to_stderr()
+
+    def report(result: Any) -> None:
+        print(
+            f"lrtune: {result.label}: suggestion {_fmt_lr(result.suggestion)} "
+            f"({len(result.lrs)} steps, {result.seconds:.1f}s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    results = compare_optimizers(
+        cfg, names, min_lr=min_lr, max_lr=max_lr, num_steps=num_steps, method=method,
+        progress=report,
+    )  # fmt: skip
+    if out is not None:
+        from lrtune.report import lr_curves_figure, write_html
+
+        title = f"LR range test: {cfg.dataset} / {cfg.model}, batch {cfg.resolved_batch_size}"
+        write_html(lr_curves_figure(results, title=title), out)
+    if json_out:
+        rows = []
+        for r in results:
+            row = r.to_dict()
+            rows.append({"optimizer": r.label, **{k: v for k, v in row.items() if k != "label"}})
+        _emit_json({"results": rows, "out": str(out) if out else None})
+        return
+    header = f"{'optimizer':<10} {'suggestion':>10} {'bracket':>21} {'min loss':>9} {'steps':>6}"
+    print(header)
+    for r in results:
+        bracket = f"{_fmt_lr(r.bracket[0])} - {_fmt_lr(r.bracket[1])}" if r.bracket else "-"
+        min_loss = f"{r.min_loss:.4g}" if r.min_loss is not None else "-"
+        print(
+            f"{r.label:<10} {_fmt_lr(r.suggestion):>10} {bracket:>21} {min_loss:>9} {len(r.lrs):>6}"
+        )
+        if r.suggestion is None:
+            print(f"{'':<10} {r.reason}")
+    if out is not None:
+        print(f"curves: {out}")
 
 
 @app.command("list")

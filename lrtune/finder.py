@@ -1,9 +1,13 @@
-"""``find_lr()``: run an LR range test on any LightningModule and hand back the result."""
+"""``find_lr()``: run an LR range test on any LightningModule and hand back the result.
+
+``compare_optimizers()`` runs one test per optimizer from the same starting point.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+import copy
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import lightning.pytorch as pl
 
@@ -11,7 +15,10 @@ from lrtune.callbacks import LRRangeTest
 from lrtune.errors import ConfigError
 from lrtune.lr_range import LRFinderResult, Mode
 
-__all__ = ["find_lr"]
+if TYPE_CHECKING:
+    from lrtune.config import TrainConfig
+
+__all__ = ["compare_optimizers", "find_lr"]
 
 
 def find_lr(
@@ -118,3 +125,84 @@ def find_lr(
     if update_attr is not None and finder.result.suggestion is not None:
         setattr(module, update_attr, finder.result.suggestion)
     return finder.result
+
+
+def compare_optimizers(
+    config: TrainConfig,
+    optimizers: Sequence[str],
+    *,
+    min_lr: float | None = None,
+    max_lr: float | None = None,
+    num_steps: int = 100,
+    method: str = "bracket",
+    progress: Callable[[LRFinderResult], None] | None = None,
+) -> list[LRFinderResult]:
+    """One range test per optimizer, from the same initial weights and the same data order.
+
+    Args:
+        config: Dataset, model, batch size, schedule, clipping, seed and device; its own
+            optimizer is ignored.
+        optimizers: Registry names, e.g. ``["sgd", "adam", "adamax", "rmsprop"]``.
+        min_lr: First LR of every sweep (default: the optimizer's search range low / 10).
+        max_lr: Last LR of every sweep (default: the optimizer's search range high x 10).
+        num_steps: Optimizer steps per sweep (default 100).
+        method: Suggestion method (default ``bracket``).
+        progress: Called with each result as it is ready.
+
+    Returns:
+        One :class:`~lrtune.lr_range.LRFinderResult` per optimizer, labelled with its name.
+    """
+    from lightning.fabric.utilities.seed import seed_everything
+
+    from lrtune.config import OptimizerConfig
+    from lrtune.data import create_datamodule
+    from lrtune.models import create_model
+    from lrtune.module import ClassifierModule
+    from lrtune.optimizers import get_optimizer_info
+
+    infos = [get_optimizer_info(name) for name in optimizers]
+    if not infos:
+        raise ConfigError("optimizers: give at least one optimizer")
+    datamodule = create_datamodule(
+        config.dataset,
+        data_dir=config.data_dir,
+        batch_size=config.resolved_batch_size,
+        val_fraction=config.val_fraction,
+        augment=config.resolved_augment,
+        seed=config.seed,
+        download=config.download,
+    )
+    datamodule.prepare_data()
+    seed_everything(config.seed, verbose=False)
+    model = create_model(
+        config.model, datamodule.input_shape, datamodule.num_classes, **config.model_options
+    )
+    initial = copy.deepcopy(model.state_dict())
+    accelerator = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu", "mps": "mps"}.get(
+        config.device, "auto"
+    )
+    results = []
+    for info in infos:
+        model.load_state_dict(initial)
+        seed_everything(config.seed, verbose=False)
+        module = ClassifierModule(
+            model, datamodule.num_classes, OptimizerConfig(name=info.name), config.schedule
+        )
+        low, high = info.lr_range
+        result = find_lr(
+            module,
+            datamodule=datamodule,
+            min_lr=min_lr if min_lr is not None else low / 10,
+            max_lr=max_lr if max_lr is not None else high * 10,
+            num_steps=num_steps,
+            method=method,
+            accelerator=accelerator,
+            precision=config.precision,
+            gradient_clip_val=config.clip.threshold if config.clip.kind != "none" else None,
+            gradient_clip_algorithm=config.clip.kind if config.clip.kind != "none" else None,
+            label=info.name,
+        )
+        results.append(result)
+        if progress is not None:
+            progress(result)
+    return results

@@ -90,12 +90,16 @@ def zero_lag_smooth(values: Sequence[float] | np.ndarray, beta: float) -> np.nda
     return np.convolve(values, kernel, mode="same") / np.convolve(np.ones(n), kernel, mode="same")
 
 
-def _noise(values: np.ndarray, smooth: np.ndarray) -> float:
-    """Robust standard deviation of the residuals (1.4826 x median absolute deviation)."""
+def _noise(values: np.ndarray) -> float:
+    """Robust standard deviation of one step's loss, from step-to-step differences.
+
+    1.4826 x the median absolute deviation of the differences, divided by sqrt(2): immune to
+    the trend of the curve and to a few outliers, and meaningful from a handful of points.
+    """
     if len(values) < 3:
         return 0.0
-    residual = values - smooth
-    return float(1.4826 * np.median(np.abs(residual - np.median(residual))))
+    diffs = np.diff(np.asarray(values, dtype=float))
+    return float(1.4826 * np.median(np.abs(diffs - np.median(diffs))) / math.sqrt(2))
 
 
 @dataclass
@@ -109,12 +113,12 @@ class DivergenceRule:
     Args:
         beta: EMA factor of the online smoothing (default 0.9).
         threshold: Allowed rise, in units of the fall so far (default 3.0).
-        warmup: Steps before the rule can fire (default 5).
+        warmup: Steps before the rule can fire (default 10).
     """
 
     beta: float = 0.9
     threshold: float = 3.0
-    warmup: int = 5
+    warmup: int = 10
     _losses: list[float] = field(default_factory=list, repr=False)
 
     def update(self, loss: float) -> str | None:
@@ -129,8 +133,7 @@ class DivergenceRule:
         start = float(np.mean(smooth[: max(2, self.warmup)]))
         best = float(smooth.min())
         head = int(np.argmin(smooth)) + 1  # noise of the falling part, not of a blow-up
-        losses = np.asarray(self._losses[:head])
-        noise = _noise(losses, zero_lag_smooth(losses, self.beta))
+        noise = _noise(np.asarray(self._losses[: max(head, self.warmup)]))
         scale = max(start - best, 3 * noise, 1e-12 * max(1.0, abs(best)))
         rise = float(smooth[-1]) - best
         if rise > self.threshold * scale:
@@ -196,7 +199,7 @@ def bracket_indices(
     """Where the loss falls well: from ``low_fall`` to ``high_fall`` of its total fall.
 
     No bracket when the total fall is within one noise level (robust std of a single
-    step's loss around the smoothed curve).
+    step's loss, from step-to-step differences).
 
     ``low`` is the first point whose smoothed loss has fallen by ``low_fall`` of the whole
     fall (start level to minimum); ``high`` the first point that has fallen by
@@ -315,8 +318,8 @@ def analyze(
         return Analysis(smoothed, usable, empty, None, f"no suggestion: {reason}", None)
     log_lrs = np.log10(lrs_a[skip_start:usable])
     smooth = smoothed[skip_start:usable]
-    head = slice(0, int(np.argmin(smooth)) + 1)  # noise of the falling part, not the blow-up
-    noise = _noise(losses_a[skip_start:usable][head], smooth[head])
+    head = slice(0, max(int(np.argmin(smooth)) + 1, 10))  # the fall, not the blow-up
+    noise = _noise(losses_a[skip_start:usable][head])
     suggestions: dict[str, float | None] = {}
     reasons: dict[str, str] = {}
     for name, fn in METHODS.items():
