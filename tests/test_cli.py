@@ -198,3 +198,62 @@ def test_train_resnet_on_cifar_files(
     assert result["steps"] == 2 * (180 // 32)
     assert result["config"]["augment"] is None  # dataset default: on for CIFAR
     assert 0.0 <= result["test_acc"] <= 1.0
+
+
+def test_find_lr_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_html = tmp_path / "curves.html"
+    code, out, err = _run(
+        capsys, "find-lr", "--dataset", "digits", "--model", "mlp", "--model-option", "width=32",
+        "--optimizers", "sgd,adam", "--num-steps", "40", "--out", str(out_html), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    payload = _last_json(out)
+    results = payload["results"]
+    assert [r["optimizer"] for r in results] == ["sgd", "adam"]
+    for r in results:
+        assert r["num_steps"] == 40 and 10 <= r["steps_run"] <= 40
+        if r["suggestion"] is not None:
+            lo, hi = r["bracket"]
+            assert lo <= hi and isinstance(r["suggestion"], float)
+    # each sweep used the optimizer's own default range: sgd starts 10x lower than adam's top
+    assert results[0]["lrs"][0] == pytest.approx(1e-5) and results[1]["lrs"][0] == pytest.approx(
+        1e-6
+    )
+    html = out_html.read_text()
+    assert "Plotly.newPlot" in html and "<script src=" not in html  # plotly.js inlined
+    assert "sgd" in html and "adam" in html
+    assert err.count("suggestion") >= 2  # progress lines on stderr
+
+
+def test_find_lr_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(
+        capsys, "find-lr", "--optimizers", "momentum", "--num-steps", "30",
+        "--min-lr", "1e-4", "--max-lr", "1",
+    )  # fmt: skip
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["optimizer", "suggestion", "bracket", "min", "loss", "steps"]
+    assert lines[1].startswith("momentum")
+
+
+FIND_LR_BAD = [
+    (["--optimizers", "sgd,lion"], "--optimizers: unknown optimizer 'lion'; known: sgd"),
+    (["--optimizers", ","], "--optimizers: give at least one optimizer name"),
+    (["--num-steps", "5"], "num_steps must be >= 10, got 5"),
+    (["--min-lr", "1", "--max-lr", "0.1"], "max_lr must be > min_lr (1.0), got 0.1"),
+    (["--min-lr", "-1"], "min_lr must be > 0, got -1.0"),
+    (["--method", "magic"], "--method: unknown method 'magic'; known: steepest, valley"),
+    (["--dataset", "svhn"], "--dataset: unknown dataset 'svhn'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"), FIND_LR_BAD, ids=[" ".join(a) for a, _ in FIND_LR_BAD]
+)
+def test_find_lr_bad_input(
+    capsys: pytest.CaptureFixture[str], args: list[str], expected: str
+) -> None:
+    code, out, err = _run(capsys, "find-lr", *args)
+    assert code == 2 and out == ""
+    assert err.startswith("lrtune: error: ") and err.count("\n") == 1, err
+    assert expected in err
