@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from lrtune.callbacks import LRRangeTest
     from lrtune.config import (
         ClipConfig,
         OptimizerConfig,
@@ -20,10 +21,16 @@ if TYPE_CHECKING:
         train_config_from,
     )
     from lrtune.errors import ConfigError, DataError, LrtuneError
+    from lrtune.finder import compare_optimizers, find_lr
+    from lrtune.lr_range import LRFinderResult
     from lrtune.module import ClassifierModule
     from lrtune.training import TrainResult, build_trainer, train
 
 _EXPORTS = {
+    "LRRangeTest": "lrtune.callbacks",
+    "find_lr": "lrtune.finder",
+    "compare_optimizers": "lrtune.finder",
+    "LRFinderResult": "lrtune.lr_range",
     "ClipConfig": "lrtune.config",
     "OptimizerConfig": "lrtune.config",
     "ScheduleConfig": "lrtune.config",
@@ -43,6 +50,8 @@ __all__ = [
     "ClipConfig",
     "ConfigError",
     "DataError",
+    "LRFinderResult",
+    "LRRangeTest",
     "LrtuneError",
     "OptimizerConfig",
     "ScheduleConfig",
@@ -50,6 +59,8 @@ __all__ = [
     "TrainResult",
     "__version__",
     "build_trainer",
+    "compare_optimizers",
+    "find_lr",
     "train",
     "train_config_from",
 ]

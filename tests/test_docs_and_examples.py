@@ -31,10 +31,13 @@ def test_readme_has_two_setup_commands_first() -> None:
     assert "lrtune " in commands[0] and "pytest" in commands[1]
 
 
-@pytest.mark.parametrize("index", range(len(_readme_python_blocks())))
-def test_readme_python_example(index: int) -> None:
-    code = _readme_python_blocks()[index]
-    exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "__readme__"})
+def test_readme_python_examples() -> None:
+    """The README's Python blocks, run in order in one namespace, as in a notebook."""
+    namespace: dict[str, object] = {"__name__": "__readme__"}
+    blocks = _readme_python_blocks()
+    assert len(blocks) >= 4
+    for index, code in enumerate(blocks):
+        exec(compile(code, f"README.md python block {index}", "exec"), namespace)
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
