@@ -23,9 +23,11 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.core.optimizer import _MockOptimizer
 from torch.utils.data import DataLoader
 from torchmetrics import Metric
 
+from lrtune.data._batches import DeviceBatches
 from lrtune.errors import ConfigError
 from lrtune.lr_range import METHODS, DivergenceRule, LRFinderResult, Mode, lr_sweep
 
@@ -115,6 +117,10 @@ def _loader_generator(loader: Any) -> torch.Generator | None:
     if isinstance(loader, DataLoader):
         sampler_generator = getattr(loader.sampler, "generator", None)
         return loader.generator or sampler_generator
+    if isinstance(loader, DeviceBatches):
+        # shared by every iterator of the loader: the sweep's iterators re-seed it, while a
+        # live (mid-epoch) iterator still draws its augmentation from it
+        return loader._generator
     return None
 
 
@@ -315,6 +321,8 @@ class LRRangeTest(pl.Callback):
             return  # once per fit (and not again after a resume)
         if not pl_module.automatic_optimization:
             raise ConfigError("LRRangeTest needs automatic optimization")
+        if not trainer.optimizers or isinstance(trainer.optimizers[0], _MockOptimizer):
+            raise ConfigError("LRRangeTest needs an optimizer: configure_optimizers returned none")
         if len(trainer.optimizers) != 1:
             raise ConfigError(
                 "LRRangeTest needs exactly one optimizer from configure_optimizers, "

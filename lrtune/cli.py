@@ -411,6 +411,150 @@ def find_lr_command(
         print(f"curves: {out}")
 
 
+@app.command("search")
+def search_command(
+    study_file: Annotated[
+        Path, typer.Argument(help="Study file (YAML), e.g. studies/quickstart.yaml.")
+    ],
+    n_trials: Annotated[
+        int | None, typer.Option(help="Stop when this many trials have finished (overrides).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop starting trials after this many seconds.")
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna storage URL (sqlite:///x.db, postgresql://...) or journal file; "
+            "default lrtune-studies.journal."
+        ),
+    ] = None,
+    study_name: Annotated[
+        str | None, typer.Option(help="Study name (default: the file's `name`).")
+    ] = None,
+    seed: SeedOpt = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="FIELD=VALUE",
+            help="Override any study-file field, dotted, e.g. --set budget.epochs=3 "
+            "--set space.lr=auto (repeatable).",
+        ),
+    ] = None,
+    best_out: Annotated[
+        Path | None,
+        typer.Option(help="Write the best configuration as YAML (default best-<study>.yaml)."),
+    ] = None,
+    json_out: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial lines.")] = False,
+) -> None:
+    """Run or resume an Optuna study described by a study file.
+
+    Rerunning the same command resumes the study until n_trials trials have finished
+    (complete or pruned); trials left running by a killed process are failed and retried.
+    At the end: best trial per optimizer, the best config written as YAML for
+    `lrtune train --config`, and a study note for optuna-dashboard.
+    """
+    import yaml
+
+    overrides: dict[str, Any] = {}
+    for pair in set_ or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise LrtuneError(f"--set expects FIELD=VALUE, got {pair!r}")
+        target = overrides
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = yaml.safe_load(value)
+    given: dict[str, Any] = {
+        "n_trials": n_trials, "timeout": timeout, "storage": storage, "name": study_name,
+        "seed": seed,
+    }  # fmt: skip
+    overrides.update({key: value for key, value in given.items() if value is not None})
+    from lrtune.config import study_config_from
+
+    config = study_config_from(study_file, overrides)
+    _quiet_lightning()
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not quiet:
+        _log_to_stderr()
+    from lrtune.study import best_config, search
+
+    out = best_out or Path(f"best-{config.name}.yaml")
+    outcome = search(config, progress=None if quiet else sys.stderr, best_out=out)
+    study = outcome.study
+    if json_out:
+        payload: dict[str, Any] = {"study_name": study.study_name, "storage": outcome.storage}
+        try:
+            payload.update(
+                value=study.best_value,
+                params=study.best_params,
+                config=best_config(study).to_dict(),
+                best_config_path=str(outcome.best_config_path),
+            )
+        except LrtuneError:
+            payload.update(value=None, params=None)
+        _emit_json(payload)
+        return
+    if outcome.best_config_path is not None:
+        print(f"best value {study.best_value:.4f} (trial {study.best_trial.number})")
+        print(f"best config: {outcome.best_config_path}  (lrtune train --config "
+              f"{outcome.best_config_path})")  # fmt: skip
+    print(f"storage: {outcome.storage}  study: {study.study_name}")
+
+
+@app.command("best")
+def best_command(
+    study_name: Annotated[str, typer.Option(help="Study name.")],
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Optuna storage URL or journal file (default lrtune-studies.journal)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Print a study's best value, params and resolved configuration."""
+    import optuna
+
+    from lrtune.study import best_config, mask_url, open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    backend = open_storage(storage)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=backend)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
+        known = ", ".join(names) or "none"
+        raise LrtuneError(
+            f"--study-name: no study {study_name!r} in "
+            f"{mask_url(storage or 'lrtune-studies.journal')} (studies there: {known})"
+        ) from None
+    config = best_config(study)
+    trial = study.best_trial
+    if json_out:
+        _emit_json(
+            {
+                "study_name": study_name,
+                "value": trial.value,
+                "params": trial.params,
+                "trial": trial.number,
+                "config": config.to_dict(),
+            }
+        )
+        return
+    import yaml
+
+    print(f"study {study_name}: best value {trial.value:.4f} (trial {trial.number})")
+    print("params:")
+    for key, value in trial.params.items():
+        print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}")
+    print("config:")
+    print("  " + yaml.safe_dump(config.to_dict(), sort_keys=False).replace("\n", "\n  ").rstrip())
+
+
 @app.command("list")
 def list_command(
     what: Annotated[

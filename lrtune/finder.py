@@ -120,6 +120,10 @@ def find_lr(
         if "configure_optimizers" in str(error) or "optimizer" in str(error).lower():
             raise ConfigError(f"find_lr: {error}") from None
         raise
+    except RuntimeError as error:  # Lightning's refusal of several optimizers
+        if "multiple optimizers" in str(error):
+            raise ConfigError(f"find_lr: {error}") from None
+        raise
     if finder.result is None:
         raise ConfigError("find_lr: the range test did not run (no training batches?)")
     if update_attr is not None and finder.result.suggestion is not None:

@@ -1,0 +1,579 @@
+"""Optuna studies over optimizers, LRs, β, weight decay, schedules and clipping.
+
+``search()`` loads a study file (or a :class:`~lrtune.config.StudyConfig`), opens the storage,
+resumes the study of that name (failing and retrying trials left RUNNING by a dead process),
+runs the LR range tests once per study for ``lr: auto``, enqueues the optimizers' defaults
+when asked, and runs trials until ``n_trials`` trials have finished (complete or pruned) or
+the timeout passes. Each trial trains with Lightning and reports its metric to Optuna after
+every validation through optuna-integration's ``PyTorchLightningPruningCallback``; a NaN/inf
+or exploding loss ends the trial at once as pruned, with the reason in its user attrs.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import os
+import re
+import socket
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import optuna
+from optuna.trial import TrialState
+
+from lrtune.config import StudyConfig, TrainConfig, study_config_from
+from lrtune.errors import ConfigError, LrtuneError
+from lrtune.space import default_params, lr_ranges, suggest_config
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "SearchOutcome",
+    "best_config",
+    "create_pruner",
+    "create_sampler",
+    "mask_url",
+    "open_storage",
+    "search",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STORAGE = "lrtune-studies.journal"
+"""Default storage: an Optuna journal file in the working directory (optuna-dashboard opens
+it: ``optuna-dashboard lrtune-studies.journal``)."""
+
+_ATTR_CONFIG = "lrtune.study_config"
+_ATTR_LR_AUTO = "lrtune.lr_auto"
+_ATTR_ENQUEUED = "lrtune.defaults_enqueued"
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+# ----------------------------------------------------------------------------- factories
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for logs, notes and errors)."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def open_storage(url: str | None) -> optuna.storages.BaseStorage:
+    """Open an Optuna storage: a URL (``sqlite:///x.db``, ``postgresql://...``) or a
+    journal file path (default :data:`DEFAULT_STORAGE`).
+
+    RDB storages get Optuna's heartbeat, so trials of a dead worker are failed and retried.
+
+    Raises:
+        ConfigError: The storage cannot be opened (the URL's password is masked).
+    """
+    target = url or DEFAULT_STORAGE
+    try:
+        if "://" in target:
+            return optuna.storages.RDBStorage(
+                target,
+                heartbeat_interval=60,
+                grace_period=180,
+                failed_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(3),
+            )
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(target)
+        if path.is_dir():
+            raise ConfigError(f"storage {target}: is a directory, expected a journal file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    except LrtuneError:
+        raise
+    except Exception as error:  # SQLAlchemy, driver and OS errors come in many types
+        detail = " ".join(str(error).split())[:200]
+        raise ConfigError(f"storage {mask_url(target)}: cannot open ({detail})") from None
+
+
+def create_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
+    """The study's sampler, seeded. TPE is multivariate with grouped decomposition, so the
+    conditional parameters (per optimizer, per schedule) are modelled jointly."""
+    name, options = config.sampler.name, dict(config.sampler.options)
+    try:
+        if name == "tpe":
+            options.setdefault("multivariate", True)
+            options.setdefault("group", True)
+            options.setdefault("n_startup_trials", 10)
+            with warnings.catch_warnings():  # `group` is marked experimental; we rely on it
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.samplers.TPESampler(seed=config.seed, **options)
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=config.seed, **options)
+        if name == "gp":
+            return optuna.samplers.GPSampler(seed=config.seed, **options)
+        if name == "cmaes":
+            options.setdefault("warn_independent_sampling", False)
+            return optuna.samplers.CmaEsSampler(seed=config.seed, **options)
+        if "search_space" not in options:
+            raise ConfigError(
+                "sampler.options.search_space is required for the grid sampler "
+                "(a mapping of parameter name to the list of values)"
+            )
+        return optuna.samplers.GridSampler(seed=config.seed, **options)
+    except TypeError as error:
+        raise ConfigError(f"sampler.options: {error}") from None
+
+
+def create_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
+    """The study's pruner; its resource unit is the report step (epoch, or steps)."""
+    name, options = config.pruner.name, dict(config.pruner.options)
+    max_resource = config.budget.epochs or config.budget.steps or 1
+    try:
+        if name == "median":
+            options.setdefault("n_startup_trials", 5)
+            options.setdefault("n_warmup_steps", 1 if config.budget.epochs else 0)
+            return optuna.pruners.MedianPruner(**options)
+        if name == "hyperband":
+            options.setdefault("min_resource", 1)
+            options.setdefault("max_resource", max_resource)
+            return optuna.pruners.HyperbandPruner(**options)
+        if name == "successive-halving":
+            return optuna.pruners.SuccessiveHalvingPruner(**options)
+        return optuna.pruners.NopPruner(**options)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"pruner.options: {' '.join(str(error).split())}") from None
+
+
+# ----------------------------------------------------------------------------- callbacks
+
+
+def _pruning_callback(trial: optuna.Trial, config: StudyConfig) -> pl.Callback:
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    if config.budget.epochs is not None:
+        return PyTorchLightningPruningCallback(trial, monitor=config.objective.metric)
+
+    class _StepPruning(PyTorchLightningPruningCallback):
+        """Reports at the global step (a steps budget validates every N steps)."""
+
+        def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            if trainer.sanity_checking:
+                return
+            score = trainer.callback_metrics.get(self.monitor)
+            if score is None:
+                return super().on_validation_end(trainer, pl_module)
+            self._trial.report(score.item(), step=trainer.global_step)
+            if self._trial.should_prune():
+                raise optuna.TrialPruned(f"Trial was pruned at step {trainer.global_step}.")
+
+    return _StepPruning(trial, monitor=config.objective.metric)
+
+
+def _monitor_callback(trial: optuna.Trial) -> pl.Callback:
+    """Ends a trial at once when its loss is NaN/inf or explodes (recorded as pruned)."""
+    import lightning.pytorch as pl
+
+    from lrtune.lr_range import DivergenceRule
+
+    class DivergenceStop(pl.Callback):
+        def __init__(self) -> None:
+            self.rule = DivergenceRule(beta=0.9, threshold=5.0, warmup=20)
+
+        def on_train_batch_end(
+            self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
+            batch: Any, batch_idx: int,
+        ) -> None:  # fmt: skip
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            if loss is None:
+                return
+            reason = self.rule.update(float(loss))
+            if reason is not None:
+                reason = f"diverged at step {trainer.global_step}: {reason}"
+                trial.set_user_attr("diverged", reason)
+                raise optuna.TrialPruned(reason)
+
+        def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            trial.set_user_attr("epochs", trainer.current_epoch + 1)
+
+    return DivergenceStop()
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+@dataclass
+class SearchOutcome:
+    """What :func:`search` did, besides the study itself."""
+
+    study: optuna.Study
+    config: StudyConfig
+    storage: str
+    best_config_path: Path | None = None
+    lr_auto: dict[str, Any] = field(default_factory=dict)
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fail_dead_trials(study: optuna.Study) -> int:
+    """Fail RUNNING trials whose worker process on this host is gone; retry their params."""
+    host = socket.gethostname()
+    failed = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = str(trial.user_attrs.get("worker", ""))
+        worker_host, _, pid = worker.rpartition(":")
+        if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        failed += 1
+    return failed
+
+
+def _comparable(config: StudyConfig) -> dict[str, Any]:
+    data = config.to_dict()
+    for key in ("n_trials", "timeout", "storage", "question", "expected_cost", "data_dir"):
+        data.pop(key, None)
+    return data
+
+
+def _check_same_study(study: optuna.Study, config: StudyConfig, storage: str) -> None:
+    stored = study.user_attrs.get(_ATTR_CONFIG)
+    if stored is None:
+        study.set_user_attr(_ATTR_CONFIG, config.to_dict())
+        return
+    old = StudyConfig.model_validate(stored)
+    if _comparable(old) != _comparable(config):
+        changed = sorted(k for k, v in _comparable(config).items() if _comparable(old).get(k) != v)
+        raise ConfigError(
+            f"study {config.name!r} in {mask_url(storage)} was created with a different "
+            f"configuration (changed: {', '.join(changed)}); use another --study-name"
+        )
+
+
+def _auto_lr(study: optuna.Study, config: StudyConfig) -> dict[str, Any]:
+    """Per-optimizer LR ranges from one range test each, once per study (stored in it)."""
+    stored = study.user_attrs.get(_ATTR_LR_AUTO)
+    if stored is not None and set(config.space.optimizers) <= set(stored):
+        return dict(stored)
+    from lrtune.finder import compare_optimizers
+
+    widen = config.space.lr.widen
+    base = config.base_train_config()
+    results = compare_optimizers(base, config.space.optimizers, num_steps=config.space.lr.num_steps)
+    found: dict[str, Any] = {}
+    for result in results:
+        info_range = lr_ranges(config)[result.label]
+        if result.bracket is not None:
+            low, high = result.bracket[0] / widen, result.bracket[1] * widen
+            source = "range test bracket"
+        else:
+            low, high = info_range
+            source = f"registry range (range test: {result.reason})"
+        found[result.label] = {"range": [low, high], "source": source, "result": result.to_dict()}
+        log.info("lr auto: %s in [%.3g, %.3g] from the %s", result.label, low, high, source)
+    study.set_user_attr(_ATTR_LR_AUTO, found)
+    return found
+
+
+def _enqueue_defaults(
+    study: optuna.Study, config: StudyConfig, ranges: Mapping[str, tuple[float, float]]
+) -> None:
+    if not config.enqueue_defaults or study.user_attrs.get(_ATTR_ENQUEUED):
+        return
+    for name in config.space.optimizers:
+        study.enqueue_trial(default_params(config, name, ranges), user_attrs={"defaults": True})
+    study.set_user_attr(_ATTR_ENQUEUED, True)
+
+
+def _finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=_FINISHED))
+
+
+class _Progress:
+    """One line per finished trial: count, outcome, best so far, pruned, elapsed, ETA."""
+
+    def __init__(self, stream: TextIO | None, n_trials: int | None, start_count: int) -> None:
+        self._stream = stream
+        self._n = n_trials
+        self._start_count = start_count
+        self._start = time.perf_counter()
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if self._stream is None:
+            return
+        trials = study.get_trials(deepcopy=False)
+        done = sum(t.state in _FINISHED for t in trials)
+        pruned = sum(t.state == TrialState.PRUNED for t in trials)
+        failed = sum(t.state == TrialState.FAIL for t in trials)
+        elapsed = time.perf_counter() - self._start
+        ran = max(1, done - self._start_count)
+        eta = ""
+        if self._n is not None and done < self._n:
+            eta = f", ETA {_clock(elapsed / ran * (self._n - done))}"
+        cfg = trial.user_attrs.get("config", {})
+        opt = cfg.get("optimizer", {})
+        what = f"{opt.get('name', '?')} lr={opt.get('lr', float('nan')):.3g}"
+        what += f" {cfg.get('schedule', {}).get('name', '')}"
+        if trial.state == TrialState.COMPLETE:
+            outcome = f"{study.direction.name.lower()[:3]} {trial.value:.4g}"
+        elif trial.state == TrialState.PRUNED:
+            outcome = "diverged" if "diverged" in trial.user_attrs else "pruned"
+        else:
+            outcome = trial.state.name.lower()
+        try:
+            best = f"best {study.best_value:.4g} (#{study.best_trial.number})"
+        except ValueError:
+            best = "no complete trial yet"
+        total = f"/{self._n}" if self._n else ""
+        print(
+            f"[{done}{total}] trial {trial.number} {what}: {outcome} | {best} | "
+            f"{pruned} pruned, {failed} failed | {_clock(elapsed)}{eta}",
+            file=self._stream,
+            flush=True,
+        )
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
+def _objective(
+    config: StudyConfig,
+    ranges: Mapping[str, tuple[float, float]],
+    module_factory: Callable[[TrainConfig], pl.LightningModule] | None,
+    datamodule_factory: Callable[[TrainConfig], pl.LightningDataModule] | None,
+) -> Callable[[optuna.Trial], float]:
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", _worker_id())
+        train_config = suggest_config(trial, config, ranges)
+        trial.set_user_attr("config", train_config.to_dict())
+        start = time.perf_counter()
+        try:
+            metrics = _train_trial(trial, config, train_config, module_factory, datamodule_factory)
+        except optuna.TrialPruned:
+            trial.set_user_attr("seconds", time.perf_counter() - start)
+            raise
+        finally:
+            gc.collect()
+            _empty_device_cache()
+        trial.set_user_attr("seconds", time.perf_counter() - start)
+        for key, value in metrics.items():
+            trial.set_user_attr(key, value)
+        value = metrics.get(config.objective.metric, math.nan)
+        if not math.isfinite(value):
+            trial.set_user_attr("diverged", f"{config.objective.metric} is {value}")
+            raise optuna.TrialPruned(f"{config.objective.metric} is {value}")
+        return value
+
+    return objective
+
+
+def _empty_device_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def _train_trial(
+    trial: optuna.Trial,
+    config: StudyConfig,
+    train_config: TrainConfig,
+    module_factory: Callable[[TrainConfig], pl.LightningModule] | None,
+    datamodule_factory: Callable[[TrainConfig], pl.LightningDataModule] | None,
+) -> dict[str, float]:
+    from lightning.fabric.utilities.seed import seed_everything
+
+    from lrtune.data import create_datamodule
+    from lrtune.module import ClassifierModule
+    from lrtune.training import build_trainer
+
+    seed_everything(config.seed + trial.number, verbose=False)
+    if datamodule_factory is not None:
+        datamodule = datamodule_factory(train_config)
+    else:
+        datamodule = create_datamodule(
+            train_config.dataset,
+            data_dir=train_config.data_dir,
+            batch_size=train_config.resolved_batch_size,
+            val_fraction=train_config.val_fraction,
+            augment=train_config.resolved_augment,
+            seed=config.seed + trial.number,
+            download=train_config.download,
+        )
+    if module_factory is not None:
+        module = module_factory(train_config)
+    else:
+        info = datamodule.info  # type: ignore[attr-defined]
+        module = ClassifierModule.from_config(train_config, info.input_shape, info.num_classes)
+    budget = config.budget
+    limits: dict[str, Any] = {}
+    if budget.steps is not None:
+        limits = {
+            "max_epochs": -1,
+            "max_steps": budget.steps,
+            "val_check_interval": budget.report_every or budget.steps,
+            "check_val_every_n_epoch": None,
+        }
+    trainer = build_trainer(
+        train_config,
+        callbacks=[_monitor_callback(trial), _pruning_callback(trial, config)],
+        **limits,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
+    metrics["epochs"] = float(trainer.current_epoch)
+    metrics["steps"] = float(trainer.global_step)
+    if module_factory is None:
+        tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+        metrics.update({k: float(v) for k, v in tested.items()})
+    del trainer, module
+    return metrics
+
+
+def best_config(study: optuna.Study) -> TrainConfig:
+    """The resolved training configuration of the study's best trial.
+
+    Raises:
+        ConfigError: The study has no complete trial.
+    """
+    try:
+        trial = study.best_trial
+    except ValueError:
+        raise ConfigError(f"study {study.study_name!r} has no complete trial yet") from None
+    return TrainConfig.model_validate(trial.user_attrs["config"])
+
+
+def _summary(study: optuna.Study, stream: TextIO) -> None:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    best_per: dict[str, optuna.trial.FrozenTrial] = {}
+    sign = 1.0 if maximize else -1.0
+    for trial in complete:
+        name = str(trial.params.get("optimizer", "?"))
+        current = best_per.get(name)
+        if current is None or sign * float(trial.value) > sign * float(current.value):  # type: ignore[arg-type]
+            best_per[name] = trial
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    print(
+        f"study {study.study_name}: {states.count(TrialState.COMPLETE)} complete, "
+        f"{states.count(TrialState.PRUNED)} pruned, {states.count(TrialState.FAIL)} failed",
+        file=stream,
+    )
+    print(
+        f"{'optimizer':<10} {'trial':>5} {'value':>8} {'test_acc':>8} {'lr':>9}  schedule",
+        file=stream,
+    )
+    ordered = sorted(best_per.items(), key=lambda kv: kv[1].value or 0.0, reverse=maximize)
+    for name, trial in ordered:
+        cfg = trial.user_attrs.get("config", {})
+        test_acc = trial.user_attrs.get("test_acc", math.nan)
+        print(
+            f"{name:<10} {trial.number:>5} {trial.value:>8.4f} {test_acc:>8.4f} "
+            f"{cfg.get('optimizer', {}).get('lr', math.nan):>9.3g}  "
+            f"{cfg.get('schedule', {}).get('name', '')}",
+            file=stream,
+        )
+
+
+def search(
+    study: str | Path | StudyConfig,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    module_factory: Callable[[TrainConfig], pl.LightningModule] | None = None,
+    datamodule_factory: Callable[[TrainConfig], pl.LightningDataModule] | None = None,
+    progress: TextIO | None = sys.stderr,
+    best_out: str | Path | None = None,
+) -> SearchOutcome:
+    """Run (or resume) a study until ``n_trials`` trials have finished or time runs out.
+
+    Args:
+        study: A study file path or a validated :class:`~lrtune.config.StudyConfig`.
+        overrides: Values that win over the file's (e.g. ``{"n_trials": 10}``).
+        module_factory: Build your own LightningModule from each trial's resolved
+            :class:`~lrtune.config.TrainConfig` (default: lrtune's ``ClassifierModule``).
+            It must log ``objective.metric`` (e.g. ``val_acc``) in validation.
+        datamodule_factory: Build your own datamodule per trial (default: the study's
+            dataset, shared in memory across trials).
+        progress: Stream for one line per finished trial and the summary (``None``: quiet).
+        best_out: Write the best trial's configuration here as YAML, which
+            ``lrtune train --config`` reproduces.
+
+    Returns:
+        A :class:`SearchOutcome` whose ``study`` is the ``optuna.Study``.
+    """
+    config = study if isinstance(study, StudyConfig) else study_config_from(study, overrides)
+    if isinstance(study, StudyConfig) and overrides:
+        config = StudyConfig.model_validate({**config.to_dict(), **overrides})
+    storage_url = config.storage or DEFAULT_STORAGE
+    storage = open_storage(config.storage)
+    if datamodule_factory is None:  # surface data errors before any trial exists
+        from lrtune.data import create_datamodule
+
+        base = config.base_train_config()
+        create_datamodule(
+            base.dataset, data_dir=base.data_dir, download=base.download
+        ).prepare_data()
+    optuna_study = optuna.create_study(
+        storage=storage,
+        sampler=create_sampler(config),
+        pruner=create_pruner(config),
+        study_name=config.name,
+        direction=config.objective.resolved_direction,  # type: ignore[arg-type]
+        load_if_exists=True,
+    )
+    _check_same_study(optuna_study, config, storage_url)
+    retried = _fail_dead_trials(optuna_study)
+    if retried and progress is not None:
+        print(f"lrtune: {retried} trial(s) left running by a dead process: failed, retrying",
+              file=progress)  # fmt: skip
+    auto: dict[str, Any] = {}
+    if config.space.lr.auto:
+        auto = _auto_lr(optuna_study, config)
+    ranges = lr_ranges(config, {k: tuple(v["range"]) for k, v in auto.items()})
+    _enqueue_defaults(optuna_study, config, ranges)
+    done = _finished(optuna_study)
+    remaining = None if config.n_trials is None else max(0, config.n_trials - done)
+    if remaining != 0:
+        callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = [
+            _Progress(progress, config.n_trials, done)
+        ]
+        if config.n_trials is not None:
+            callbacks.append(optuna.study.MaxTrialsCallback(config.n_trials, states=_FINISHED))
+        optuna_study.optimize(
+            _objective(config, ranges, module_factory, datamodule_factory),
+            n_trials=remaining,
+            timeout=config.timeout,
+            callbacks=callbacks,
+            gc_after_trial=True,
+            catch=(RuntimeError, ValueError, ArithmeticError),
+        )
+    outcome = SearchOutcome(optuna_study, config, mask_url(storage_url), lr_auto=auto)
+    if progress is not None:
+        _summary(optuna_study, progress)
+    if best_out is not None and any(
+        t.state == TrialState.COMPLETE for t in optuna_study.get_trials(deepcopy=False)
+    ):
+        import yaml
+
+        path = Path(best_out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(best_config(optuna_study).to_dict(), sort_keys=False))
+        outcome.best_config_path = path
+    return outcome
