@@ -102,3 +102,78 @@ def write_html(fig: Any, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.write_html(path, include_plotlyjs=True, full_html=True)
     return path
+
+
+def study_note(study: Any, config: Any, lr_auto: dict[str, Any] | None = None) -> str:
+    """Markdown note for optuna-dashboard: question, space, best so far, best per optimizer.
+
+    Args:
+        study: The ``optuna.Study``.
+        config: Its :class:`~lrtune.config.StudyConfig`.
+        lr_auto: Per-optimizer LR ranges found by ``lr: auto`` (as stored in the study).
+    """
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    count = {state: sum(t.state == state for t in trials) for state in TrialState}
+    diverged = sum("diverged" in t.user_attrs for t in trials)
+    space = config.space
+    lines = [f"# {config.name}", ""]
+    if config.question:
+        lines += [f"**Question:** {config.question}", ""]
+    lines += [
+        f"- data: `{config.dataset}`, model: `{config.model}`, budget: "
+        f"{config.budget.epochs or config.budget.steps} "
+        f"{'epochs' if config.budget.epochs else 'steps'} per trial",
+        f"- objective: {config.objective.resolved_direction} `{config.objective.metric}`",
+        f"- optimizers: {', '.join(space.optimizers)}",
+        f"- LR: {'auto (range test per optimizer)' if space.lr.auto else 'fixed bounds'}"
+        f"{', one parameter per optimizer' if space.lr.linked else ', shared'}",
+        f"- schedules: {', '.join(s.name for s in space.schedules)}; clipping: "
+        f"{', '.join(space.clip)}",
+        f"- sampler: {config.sampler.name}, pruner: {config.pruner.name}, seed {config.seed}",
+        "",
+        f"**Trials:** {count[TrialState.COMPLETE]} complete, {count[TrialState.PRUNED]} pruned "
+        f"({diverged} diverged), {count[TrialState.FAIL]} failed, "
+        f"{count[TrialState.RUNNING]} running",
+        "",
+    ]
+    if lr_auto:
+        lines += ["## LR ranges from the range test", "", "| optimizer | range | source |",
+                  "|---|---|---|"]  # fmt: skip
+        for name, entry in lr_auto.items():
+            low, high = entry["range"]
+            lines.append(f"| {name} | {low:.3g} – {high:.3g} | {entry['source']} |")
+        lines.append("")
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        return "\n".join([*lines, "No complete trial yet."])
+    maximize = config.objective.resolved_direction == "maximize"
+    ordered = sorted(complete, key=lambda t: t.value, reverse=maximize)
+    best = ordered[0]
+    cfg = best.user_attrs.get("config", {})
+    lines += [
+        f"## Best so far: trial {best.number}, {config.objective.metric} = {best.value:.4f}",
+        "",
+        f"`{cfg.get('optimizer', {}).get('name')}` lr={cfg.get('optimizer', {}).get('lr', 0):.3g}"
+        f", schedule `{cfg.get('schedule', {}).get('name')}`, clip "
+        f"`{cfg.get('clip', {}).get('kind')}`; test_acc "
+        f"{best.user_attrs.get('test_acc', float('nan')):.4f}",
+        "",
+        "## Best per optimizer",
+        "",
+        f"| optimizer | trial | {config.objective.metric} | test_acc | lr |",
+        "|---|---|---|---|---|",
+    ]
+    seen: set[str] = set()
+    for trial in ordered:
+        name = str(trial.params.get("optimizer"))
+        if name in seen:
+            continue
+        seen.add(name)
+        lr = trial.user_attrs.get("config", {}).get("optimizer", {}).get("lr", float("nan"))
+        lines.append(
+            f"| {name} | {trial.number} | {trial.value:.4f} | "
+            f"{trial.user_attrs.get('test_acc', float('nan')):.4f} | {lr:.3g} |"
+        )
+    return "\n".join(lines) + "\n"

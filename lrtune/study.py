@@ -447,6 +447,15 @@ def _train_trial(
     return metrics
 
 
+def _save_note(study: optuna.Study, config: StudyConfig, auto: dict[str, Any]) -> None:
+    """The study note optuna-dashboard shows (question, space, best, best per optimizer)."""
+    from optuna_dashboard import save_note
+
+    from lrtune.report import study_note
+
+    save_note(study, study_note(study, config, auto))
+
+
 def best_config(study: optuna.Study) -> TrainConfig:
     """The resolved training configuration of the study's best trial.
 
@@ -521,15 +530,15 @@ def search(
     config = study if isinstance(study, StudyConfig) else study_config_from(study, overrides)
     if isinstance(study, StudyConfig) and overrides:
         config = StudyConfig.model_validate({**config.to_dict(), **overrides})
-    storage_url = config.storage or DEFAULT_STORAGE
-    storage = open_storage(config.storage)
-    if datamodule_factory is None:  # surface data errors before any trial exists
+    if datamodule_factory is None:  # data errors surface before any storage is touched
         from lrtune.data import create_datamodule
 
         base = config.base_train_config()
         create_datamodule(
             base.dataset, data_dir=base.data_dir, download=base.download
         ).prepare_data()
+    storage_url = config.storage or DEFAULT_STORAGE
+    storage = open_storage(config.storage)
     optuna_study = optuna.create_study(
         storage=storage,
         sampler=create_sampler(config),
@@ -565,6 +574,7 @@ def search(
             catch=(RuntimeError, ValueError, ArithmeticError),
         )
     outcome = SearchOutcome(optuna_study, config, mask_url(storage_url), lr_auto=auto)
+    _save_note(optuna_study, config, auto)
     if progress is not None:
         _summary(optuna_study, progress)
     if best_out is not None and any(
