@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import lightning.pytorch as pl
 
-from lrtune.callbacks import LRRangeTest
+from lrtune.callbacks import LRRangeTest, _loader_generator, _rng_states, _set_rng_states
 from lrtune.errors import ConfigError
 from lrtune.lr_range import LRFinderResult, Mode
 
@@ -114,6 +114,11 @@ def find_lr(
         callbacks=[finder, *callbacks],
         **kwargs,
     )
+    # fit draws from the RNGs before the callback's snapshot (e.g. a shuffled DataLoader's
+    # seed when its iterator is made): put them back so the data order is as before the call
+    rng = _rng_states()
+    generator = _loader_generator(train_dataloaders)
+    generator_state = generator.get_state() if generator is not None else None
     try:
         trainer.fit(module, train_dataloaders=train_dataloaders, datamodule=datamodule)
     except ValueError as error:
@@ -124,6 +129,10 @@ def find_lr(
         if "multiple optimizers" in str(error):
             raise ConfigError(f"find_lr: {error}") from None
         raise
+    finally:
+        _set_rng_states(rng)
+        if generator is not None and generator_state is not None:
+            generator.set_state(generator_state)
     if finder.result is None:
         raise ConfigError("find_lr: the range test did not run (no training batches?)")
     if update_attr is not None and finder.result.suggestion is not None:

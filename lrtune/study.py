@@ -172,15 +172,18 @@ def _pruning_callback(trial: optuna.Trial, config: StudyConfig) -> pl.Callback:
     return _StepPruning(trial, monitor=config.objective.metric)
 
 
-def _monitor_callback(trial: optuna.Trial) -> pl.Callback:
-    """Ends a trial at once when its loss is NaN/inf or explodes (recorded as pruned)."""
-    import lightning.pytorch as pl
+def _monitor_callback(trial: optuna.Trial, explode_factor: float = 10.0) -> pl.Callback:
+    """Ends a trial at once when its loss is NaN/inf or explodes (recorded as pruned).
 
-    from lrtune.lr_range import DivergenceRule
+    Exploding: the loss, smoothed over a few steps (EMA 0.5), exceeds ``explode_factor``
+    times the first step's loss (the loss at initialisation).
+    """
+    import lightning.pytorch as pl
 
     class DivergenceStop(pl.Callback):
         def __init__(self) -> None:
-            self.rule = DivergenceRule(beta=0.9, threshold=5.0, warmup=20)
+            self.first: float | None = None
+            self.smooth = 0.0
 
         def on_train_batch_end(
             self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
@@ -189,7 +192,19 @@ def _monitor_callback(trial: optuna.Trial) -> pl.Callback:
             loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
             if loss is None:
                 return
-            reason = self.rule.update(float(loss))
+            value = float(loss)
+            reason = None
+            if not math.isfinite(value):
+                reason = f"loss is {value}"
+            elif self.first is None:
+                self.first, self.smooth = value, value
+            else:
+                self.smooth = 0.5 * self.smooth + 0.5 * value
+                if abs(self.smooth) > explode_factor * abs(self.first) + 1e-12:
+                    reason = (
+                        f"loss exploded to {value:.4g} (initial {self.first:.4g}, "
+                        f"limit {explode_factor:g}x)"
+                    )
             if reason is not None:
                 reason = f"diverged at step {trainer.global_step}: {reason}"
                 trial.set_user_attr("diverged", reason)
@@ -404,7 +419,9 @@ def _train_trial(
     from lrtune.module import ClassifierModule
     from lrtune.training import build_trainer
 
-    seed_everything(config.seed + trial.number, verbose=False)
+    # every trial starts from the same seed: same initial weights and batch order, so trials
+    # differ only by their hyperparameters, and `lrtune train --config best.yaml` reproduces
+    seed_everything(train_config.seed, verbose=False)
     if datamodule_factory is not None:
         datamodule = datamodule_factory(train_config)
     else:
@@ -414,7 +431,7 @@ def _train_trial(
             batch_size=train_config.resolved_batch_size,
             val_fraction=train_config.val_fraction,
             augment=train_config.resolved_augment,
-            seed=config.seed + trial.number,
+            seed=train_config.seed,
             download=train_config.download,
         )
     if module_factory is not None:

@@ -1,0 +1,228 @@
+"""`search()` end to end on digits: trials, attrs, resume, dead trials, divergence, CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from lrtune.cli import main
+from lrtune.config import study_config_from, train_config_from
+from lrtune.errors import ConfigError
+from lrtune.study import open_storage, search
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _study_file(tmp_path: Path, **fields: object) -> Path:
+    data: dict[str, object] = {
+        "name": "tiny",
+        "dataset": "digits",
+        "model": "mlp",
+        "model_options": {"width": 16, "depth": 1},
+        "budget": {"epochs": 3},
+        "n_trials": 6,
+        "seed": 0,
+        "storage": str(tmp_path / "studies.journal"),
+        "pruner": {"name": "median", "options": {"n_startup_trials": 2, "n_warmup_steps": 0}},
+        "space": {"optimizers": ["sgd", "adam"], "schedules": ["constant", "cosine"]},
+    }
+    data.update(fields)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _load(tmp_path: Path, name: str = "tiny") -> optuna.Study:
+    return optuna.load_study(
+        study_name=name, storage=open_storage(str(tmp_path / "studies.journal"))
+    )
+
+
+def test_search_records_trials_and_resumes(tmp_path: Path) -> None:
+    path = _study_file(tmp_path, enqueue_defaults=True)
+    out = io.StringIO()
+    outcome = search(path, progress=out, best_out=tmp_path / "best.yaml")
+    study = outcome.study
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 6
+    # the two enqueued trials are the optimizers at their defaults
+    first = study.trials[:2]
+    assert [t.params["optimizer"] for t in first] == ["sgd", "adam"]
+    assert first[1].params["adam.lr"] == pytest.approx(1e-3)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    for trial in complete:
+        attrs = trial.user_attrs
+        assert {"config", "seconds", "epochs", "val_acc", "val_loss", "test_acc", "worker"} <= set(
+            attrs
+        )
+        assert attrs["epochs"] == 3 and 0 <= attrs["test_acc"] <= 1
+        assert trial.value == attrs["val_acc"]
+        assert attrs["config"]["optimizer"]["name"] == trial.params["optimizer"]
+    # progress lines, one per finished trial, and the summary
+    lines = out.getvalue().splitlines()
+    assert sum(line.startswith("[") for line in lines) == 6
+    assert any(line.startswith("study tiny:") for line in lines)
+    # the best config is a train config that reproduces the best trial's value
+    best = train_config_from(tmp_path / "best.yaml")
+    assert best.to_dict() == study.best_trial.user_attrs["config"]
+    from lrtune.training import train
+
+    again = train(best)
+    assert again.val_acc == pytest.approx(study.best_value, abs=1e-6)
+    # the study note is there for optuna-dashboard
+    from optuna_dashboard import get_note
+
+    note = get_note(study)
+    assert note.startswith("# tiny") and "Best per optimizer" in note
+    # rerun: nothing to do; raise n_trials: exactly the missing ones run
+    search(path, progress=None)
+    assert len(_load(tmp_path).trials) == len(study.trials)
+    search(path, overrides={"n_trials": 8}, progress=None)
+    states = [t.state for t in _load(tmp_path).trials]
+    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 8
+    assert TrialState.RUNNING not in states
+
+
+def test_changed_study_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = _study_file(tmp_path, n_trials=1)
+    search(path, progress=None)
+    before = [(t.number, t.state, t.params) for t in _load(tmp_path).trials]
+    changed = _study_file(tmp_path, n_trials=2, space={"optimizers": ["adamax"]})
+    with pytest.raises(ConfigError, match="was created with a different configuration"):
+        search(changed, progress=None)
+    assert [(t.number, t.state, t.params) for t in _load(tmp_path).trials] == before
+
+
+def test_diverging_trials_are_pruned_with_a_reason(tmp_path: Path) -> None:
+    path = _study_file(
+        tmp_path,
+        n_trials=2,
+        sampler={"name": "random"},
+        space={"optimizers": ["sgd"], "lr": {"low": 1e3, "high": 1e4}},
+    )
+    study = search(path, progress=None).study
+    assert [t.state for t in study.trials] == [TrialState.PRUNED, TrialState.PRUNED]
+    for trial in study.trials:
+        reason = trial.user_attrs["diverged"]
+        assert reason.startswith("diverged at step ") and trial.user_attrs["seconds"] > 0
+
+
+def test_running_trial_of_a_dead_process_is_failed_and_retried(tmp_path: Path) -> None:
+    path = _study_file(tmp_path, n_trials=2)
+    config = study_config_from(path)
+    storage = open_storage(config.storage)
+    study = optuna.create_study(storage=storage, study_name="tiny", direction="maximize")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    trial = study.ask({"optimizer": optuna.distributions.CategoricalDistribution(["sgd", "adam"])})
+    trial.set_user_attr("worker", f"{os.uname().nodename}:{dead}")
+    search(path, progress=None)
+    trials = _load(tmp_path).trials
+    assert trials[0].state == TrialState.FAIL
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == 0]
+    assert len(retry) == 1 and retry[0].params["optimizer"] == trials[0].params["optimizer"]
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 2
+
+
+def test_lr_auto_runs_once_and_is_stored(tmp_path: Path) -> None:
+    path = _study_file(
+        tmp_path, n_trials=2, space={"optimizers": ["adam", "momentum"], "lr": {"auto": True,
+                                                                                  "num_steps": 30}}
+    )  # fmt: skip
+    outcome = search(path, progress=None)
+    stored = outcome.study.user_attrs["lrtune.lr_auto"]
+    assert set(stored) == {"adam", "momentum"}
+    for name, entry in stored.items():
+        low, high = entry["range"]
+        assert 0 < low < high
+        assert len(entry["result"]["lrs"]) <= 30
+        for trial in outcome.study.trials:
+            if trial.params["optimizer"] == name:
+                assert low <= trial.params[f"{name}.lr"] <= high
+    # a resumed run reuses the stored ranges instead of testing again
+    import lrtune.finder
+
+    calls = []
+    original = lrtune.finder.compare_optimizers
+    lrtune.finder.compare_optimizers = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        search(path, overrides={"n_trials": 3}, progress=None)
+    finally:
+        lrtune.finder.compare_optimizers = original
+    assert calls == []
+
+
+def test_search_and_best_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _study_file(tmp_path, n_trials=3)
+    storage = str(tmp_path / "studies.journal")
+    code = main(["search", str(path), "--json", "--best-out", str(tmp_path / "b.yaml"),
+                 "--set", "budget.epochs=2"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    payload = json.loads(out.strip().splitlines()[-1])
+    assert payload["study_name"] == "tiny" and 0 < payload["value"] <= 1
+    assert payload["config"]["epochs"] == 2 and (tmp_path / "b.yaml").exists()
+    code = main(["best", "--study-name", "tiny", "--storage", storage, "--json"])
+    out, _ = capsys.readouterr()
+    best = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and best["value"] == payload["value"] and best["params"] == payload["params"]
+    # the storage is a standard Optuna storage: optuna's own CLI lists the trials
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "optuna"), "trials", "--storage", storage,
+         "--study-name", "tiny", "-f", "json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)) == 3
+
+
+def test_kill_mid_trial_then_resume(tmp_path: Path) -> None:
+    """SIGKILL the command while a trial runs; rerunning completes exactly n_trials."""
+    path = _study_file(tmp_path, n_trials=4, budget={"epochs": 30})
+    storage = str(tmp_path / "studies.journal")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrtune", "search", str(path), "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            time.sleep(0.5)
+            if not Path(storage).exists():
+                continue
+            try:
+                trials = _load(tmp_path).trials
+            except KeyError:
+                continue
+            if any(t.state == TrialState.RUNNING for t in trials):
+                break
+        else:
+            pytest.fail("no trial started within 120 s")
+        time.sleep(1.0)  # mid-trial
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert any(t.state == TrialState.RUNNING for t in _load(tmp_path).trials)
+    code = main(["search", str(path), "--quiet", "--best-out", str(tmp_path / "b.yaml")])
+    assert code == 0
+    states = [t.state for t in _load(tmp_path).trials]
+    assert TrialState.RUNNING not in states
+    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 4
+    assert states.count(TrialState.FAIL) >= 1
+
+
+@pytest.mark.skipif(not (ROOT / "studies" / "quickstart.yaml").exists(), reason="no quickstart")
+def test_quickstart_file_is_valid() -> None:
+    config = study_config_from(ROOT / "studies" / "quickstart.yaml")
+    assert config.name == "quickstart" and config.space.lr.auto and config.dataset == "digits"
