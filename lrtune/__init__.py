@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         ClipConfig,
         OptimizerConfig,
         ScheduleConfig,
+        StudyConfig,
         TrainConfig,
         train_config_from,
     )
@@ -24,9 +25,13 @@ if TYPE_CHECKING:
     from lrtune.finder import compare_optimizers, find_lr
     from lrtune.lr_range import LRFinderResult
     from lrtune.module import ClassifierModule
+    from lrtune.study import SearchOutcome, search
     from lrtune.training import TrainResult, build_trainer, train
 
 _EXPORTS = {
+    "search": "lrtune.study",
+    "SearchOutcome": "lrtune.study",
+    "StudyConfig": "lrtune.config",
     "LRRangeTest": "lrtune.callbacks",
     "find_lr": "lrtune.finder",
     "compare_optimizers": "lrtune.finder",
@@ -55,12 +60,15 @@ __all__ = [
     "LrtuneError",
     "OptimizerConfig",
     "ScheduleConfig",
+    "SearchOutcome",
+    "StudyConfig",
     "TrainConfig",
     "TrainResult",
     "__version__",
     "build_trainer",
     "compare_optimizers",
     "find_lr",
+    "search",
     "train",
     "train_config_from",
 ]

@@ -1,0 +1,322 @@
+"""The LR range test's math on synthetic loss curves: pure numpy, no Lightning."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from lrtune.errors import ConfigError
+from lrtune.lr_range import (
+    METHODS,
+    DivergenceRule,
+    LRFinderResult,
+    analyze,
+    ema,
+    lr_sweep,
+    zero_lag_smooth,
+)
+
+LR_STAR = 1e-3  # where the synthetic loss falls fastest (in log LR)
+LRS = lr_sweep(1e-6, 10.0, 100)
+
+# the loss transformed by a shift and/or a positive scale: no rule may notice
+TRANSFORMS = {
+    "identity": lambda v: v,
+    "plus 1000": lambda v: v + 1000.0,
+    "times 37": lambda v: 37.0 * v,
+    "0.001x + 5": lambda v: 0.001 * v + 5.0,
+}
+
+
+def synthetic_loss(seed: int = 0, noise: float = 0.02) -> np.ndarray:
+    """Plateau at 2.3, a sigmoid fall by 2.0 centred on LR_STAR, then an exponential blow-up."""
+    x = np.log10(LRS)
+    fall = 2.0 / (1.0 + np.exp(-4.0 * (x - math.log10(LR_STAR))))
+    blow_up = 0.1 * np.exp(4.0 * (x + 1.0))  # 0.1 at lr 0.1, 5.5 at lr 2.7
+    return 2.3 - fall + blow_up + np.random.default_rng(seed).normal(0.0, noise, len(x))
+
+
+def stop_step(losses: np.ndarray, **rule_kwargs: float) -> int | None:
+    """The index at which a fresh DivergenceRule stops the sweep (``None``: never)."""
+    rule = DivergenceRule(**rule_kwargs)
+    for i, loss in enumerate(losses):
+        if rule.update(float(loss)) is not None:
+            return i
+    return None
+
+
+# ----------------------------------------------------------------------------- lr_sweep
+
+
+def test_exponential_sweep_hits_both_ends_with_a_constant_ratio() -> None:
+    lrs = lr_sweep(1e-7, 10.0, 100)
+    assert len(lrs) == 100
+    assert lrs[0] == 1e-7 and lrs[-1] == 10.0
+    ratios = lrs[1:] / lrs[:-1]
+    np.testing.assert_allclose(ratios, 10 ** (8 / 99), rtol=1e-12)
+
+
+def test_linear_sweep_hits_both_ends_with_a_constant_step() -> None:
+    lrs = lr_sweep(0.01, 1.0, 12, "linear")
+    assert len(lrs) == 12
+    assert lrs[0] == 0.01 and lrs[-1] == 1.0
+    np.testing.assert_allclose(np.diff(lrs), 0.09, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((1e-3, 1e-3, 20), "max_lr"),
+        ((1.0, 1e-3, 20), "max_lr"),
+        ((0.0, 1.0, 20), "min_lr"),
+        ((-1e-3, 1.0, 20), "min_lr"),
+        ((float("nan"), 1.0, 20), "min_lr"),
+        ((1e-3, float("inf"), 20), "max_lr"),
+        ((1e-3, 1.0, 9), "num_steps"),
+        ((1e-3, 1.0, 20, "cosine"), "mode"),
+    ],
+)
+def test_sweep_rejects_bad_input(args: tuple, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        lr_sweep(*args)
+
+
+def test_ten_steps_is_the_minimum() -> None:
+    assert len(lr_sweep(1e-3, 1.0, 10)) == 10
+
+
+# ----------------------------------------------------------------------------- smoothing
+
+
+def test_ema_is_bias_corrected() -> None:
+    values = [5.0, 3.0, 4.0, 10.0, -2.0, 0.5]
+    beta = 0.9
+    out = ema(values, beta)
+    # the first value is the first input: no pull toward the zero the average starts from
+    assert out[0] == pytest.approx(5.0, rel=1e-14)
+    for i in range(len(values)):
+        average = sum((1 - beta) * beta ** (i - k) * values[k] for k in range(i + 1))
+        expected = average / (1 - beta ** (i + 1))
+        assert out[i] == pytest.approx(expected, rel=1e-12), i
+    # a constant input stays constant from the first point on
+    np.testing.assert_allclose(ema([7.0] * 20, 0.98), 7.0, rtol=1e-12)
+
+
+def test_zero_lag_smooth_does_not_shift_a_symmetric_bump() -> None:
+    i = np.arange(101)
+    bump = np.exp(-(((i - 50) / 6.0) ** 2))
+    smooth = zero_lag_smooth(bump, 0.9)
+    assert len(smooth) == 101
+    assert int(np.argmax(smooth)) == 50
+    np.testing.assert_allclose(smooth[:50], smooth[51:][::-1], rtol=1e-9, atol=1e-15)
+    assert smooth[50] < bump[50]  # it did smooth
+    # a one-sided EMA of the same strength moves the peak to the right: the check can fail
+    assert int(np.argmax(ema(bump, 0.9))) > 52
+
+
+def test_zero_lag_smooth_keeps_a_constant_and_a_line() -> None:
+    np.testing.assert_allclose(zero_lag_smooth([3.0] * 40, 0.98), 3.0, rtol=1e-12)
+    line = np.linspace(0.0, 1.0, 40)
+    # away from the ends a symmetric kernel reproduces a straight line exactly
+    np.testing.assert_allclose(zero_lag_smooth(line, 0.9)[10:30], line[10:30], atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- divergence
+
+
+def test_divergence_rule_stops_in_the_blow_up() -> None:
+    losses = synthetic_loss()
+    step = stop_step(losses)
+    assert step is not None
+    assert 0.3 < LRS[step] < 10.0  # after the blow-up started, before the sweep's end
+    assert 0.1 * np.exp(4.0 * (math.log10(LRS[step]) + 1.0)) > 2.0  # the loss really rose
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_divergence_stop_ignores_the_loss_offset_and_scale(seed: int) -> None:
+    losses = synthetic_loss(seed)
+    steps = {name: stop_step(fn(losses)) for name, fn in TRANSFORMS.items()}
+    assert steps["identity"] is not None
+    assert set(steps.values()) == {steps["identity"]}, steps
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_divergence_rule_does_not_fire_on_a_flat_noisy_start(seed: int) -> None:
+    # a sweep starting far below any useful LR: loss flat at ln(10) with batch-to-batch noise
+    flat = 2.3 + np.random.default_rng(seed).normal(0.0, 0.05, 100)
+    assert stop_step(flat) is None
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_divergence_rule_stops_at_a_non_finite_loss(bad: float) -> None:
+    rule = DivergenceRule()
+    assert rule.update(2.0) is None
+    reason = rule.update(bad)
+    assert reason is not None and str(bad) in reason and "step 1" in reason
+
+
+def test_divergence_threshold_moves_the_stop() -> None:
+    losses = synthetic_loss()
+    early, late = stop_step(losses, threshold=1.0), stop_step(losses, threshold=10.0)
+    assert early is not None and late is not None and early < stop_step(losses) < late
+
+
+# ----------------------------------------------------------------------------- analyze
+
+
+def _analyze_until_stop(losses: np.ndarray, **kwargs: object):
+    step = stop_step(losses)
+    assert step is not None
+    return analyze(LRS[: step + 1], losses[: step + 1], **kwargs)
+
+
+@pytest.mark.parametrize("target", ["constant", "max"])
+@pytest.mark.parametrize("seed", range(3))
+def test_suggestions_and_bracket_ignore_the_loss_offset_and_scale(seed: int, target: str) -> None:
+    losses = synthetic_loss(seed)
+    reference = _analyze_until_stop(losses, target=target)
+    assert reference.suggestion is not None and reference.bracket is not None
+    assert all(v is not None for v in reference.suggestions.values())
+    for name, fn in TRANSFORMS.items():
+        got = _analyze_until_stop(fn(losses), target=target)
+        assert got.suggestion == reference.suggestion, name
+        assert got.bracket == reference.bracket, name
+        assert got.suggestions == reference.suggestions, name
+        assert got.usable == reference.usable, name
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_bracket_and_suggestion_sit_on_the_fall(seed: int) -> None:
+    result = _analyze_until_stop(synthetic_loss(seed))
+    assert result.bracket is not None and result.suggestion is not None
+    low, high = result.bracket
+    # the sigmoid has done 20% of its fall at 4.5e-4 and 90% at 3.5e-3
+    assert 2e-4 < low < LR_STAR < high < 1e-2
+    assert low <= result.suggestion <= high
+    assert LR_STAR / 3 < result.suggestion < 3 * LR_STAR
+    assert result.reason == "bracket method, for a constant LR"
+    # the steepest point of the fall (against log LR) is LR_STAR itself
+    steepest = result.suggestions["steepest"]
+    assert steepest is not None and 10**-3.2 < steepest < 10**-2.8
+    assert set(result.suggestions) == set(METHODS)
+    # smoothed curve: one value per loss
+    assert len(result.smoothed) == result.usable and np.isfinite(result.smoothed).all()
+
+
+def test_target_max_suggests_the_top_of_the_bracket() -> None:
+    losses = synthetic_loss()
+    constant = _analyze_until_stop(losses, target="constant")
+    peak = _analyze_until_stop(losses, target="max")
+    assert constant.suggestion is not None and peak.suggestion is not None
+    assert peak.bracket is not None
+    assert peak.suggestion >= constant.suggestion
+    assert peak.suggestion == max(peak.bracket[1], constant.suggestion)
+    assert peak.suggestion > 2 * constant.suggestion  # a real difference on this curve
+    assert "peak" in peak.reason
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_flat_noisy_curve_has_no_suggestion(seed: int) -> None:
+    flat = 2.3 + np.random.default_rng(seed).normal(0.0, 0.05, 100)
+    result = analyze(LRS, flat)
+    assert result.suggestion is None
+    assert result.bracket is None
+    assert "did not fall" in result.reason
+    assert result.suggestions["bracket"] is None
+
+
+def test_nan_at_the_first_step_gives_no_suggestion() -> None:
+    losses = synthetic_loss()
+    losses[0] = float("nan")
+    result = analyze(LRS, losses)
+    assert result.suggestion is None and result.bracket is None
+    assert "not finite" in result.reason and "step 0" in result.reason
+    assert result.usable == 0
+    assert all(v is None for v in result.suggestions.values())
+    assert np.isnan(result.smoothed).all()
+
+
+def test_a_late_nan_only_cuts_the_usable_part() -> None:
+    losses = synthetic_loss()
+    losses[85] = float("inf")
+    cut = analyze(LRS, losses)
+    clean = analyze(LRS[:85], losses[:85])
+    assert cut.usable == 85
+    assert cut.suggestion == clean.suggestion is not None
+    assert cut.bracket == clean.bracket
+    assert np.isnan(cut.smoothed[85:]).all()
+
+
+def test_too_few_points_give_no_suggestion() -> None:
+    result = analyze(LRS[:6], synthetic_loss()[:6])
+    assert result.suggestion is None and "too few steps" in result.reason
+
+
+def test_unknown_method_and_target_are_config_errors() -> None:
+    losses = synthetic_loss()
+    with pytest.raises(ConfigError, match="unknown suggestion method 'best'"):
+        analyze(LRS, losses, method="best")
+    with pytest.raises(ConfigError, match="target"):
+        analyze(LRS, losses, target="peak")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_becomes_the_suggestion_when_chosen(method: str) -> None:
+    result = _analyze_until_stop(synthetic_loss(), method=method)
+    assert result.suggestion == result.suggestions[method] is not None
+    assert result.reason.startswith(method)
+
+
+# ----------------------------------------------------------------------------- result
+
+
+def _result(losses: np.ndarray, stop_reason: str | None = None) -> LRFinderResult:
+    return LRFinderResult.from_sweep(
+        LRS[: len(losses)],
+        losses,
+        beta=0.9,
+        method="bracket",
+        target="constant",
+        stop_reason=stop_reason,
+        num_steps=100,
+        seconds=1.25,
+        label="adam",
+    )
+
+
+def test_result_round_trips_through_json() -> None:
+    losses = synthetic_loss()[:91]
+    result = _result(losses, "loss diverged at step 90")
+    assert result.suggestion is not None and result.bracket is not None
+    data = result.to_dict()
+    text = json.dumps(data, allow_nan=False)
+    back = LRFinderResult.from_dict(json.loads(text))
+    assert back == result
+    assert isinstance(back.bracket, tuple)
+    assert data["steps_run"] == 91 and data["min_loss"] == result.min_loss
+    assert result.min_loss == min(result.smoothed)
+
+
+def test_result_with_non_finite_losses_round_trips_through_json() -> None:
+    losses = synthetic_loss()[:30]
+    losses[-1] = float("nan")
+    result = _result(losses, "loss is nan at step 29")
+    data = result.to_dict()
+    assert data["losses"][-1] is None and data["smoothed"][-1] is None
+    back = LRFinderResult.from_dict(json.loads(json.dumps(data, allow_nan=False)))
+    assert math.isnan(back.losses[-1]) and math.isnan(back.smoothed[-1])
+    assert back.losses[:-1] == result.losses[:-1]
+    assert back.smoothed[:-1] == result.smoothed[:-1]
+    for name in ("lrs", "suggestion", "reason", "suggestions", "bracket", "stop_reason", "label"):
+        assert getattr(back, name) == getattr(result, name), name
+
+
+def test_result_of_a_nan_start_is_json_able() -> None:
+    result = _result(np.array([float("nan")]), "loss is nan at step 0")
+    assert result.suggestion is None and "not finite" in result.reason
+    assert result.min_loss is None
+    data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert data["suggestion"] is None and data["min_loss"] is None and data["losses"] == [None]
