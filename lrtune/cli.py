@@ -12,7 +12,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 
@@ -68,11 +68,23 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is now (tests and notebooks swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def _log_to_stderr() -> None:
     """Show lrtune's own progress messages (data loading, downloads) on stderr."""
     logger = logging.getLogger("lrtune")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("lrtune: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
@@ -485,7 +497,9 @@ def search_command(
     from lrtune.study import best_config, search
 
     out = best_out or Path(f"best-{config.name}.yaml")
-    outcome = search(config, progress=None if quiet else sys.stderr, best_out=out)
+    outcome = search(
+        study_file, overrides=overrides, progress=None if quiet else sys.stderr, best_out=out
+    )
     study = outcome.study
     if json_out:
         payload: dict[str, Any] = {"study_name": study.study_name, "storage": outcome.storage}
@@ -522,6 +536,10 @@ def best_command(
     from lrtune.study import best_config, mask_url, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if storage is not None and "://" not in storage and not Path(storage).is_file():
+        raise LrtuneError(f"--storage: no journal file at {storage}")
+    if storage is None and not Path("lrtune-studies.journal").is_file():
+        raise LrtuneError("--storage: no lrtune-studies.journal here; give --storage")
     backend = open_storage(storage)
     try:
         study = optuna.load_study(study_name=study_name, storage=backend)

@@ -249,14 +249,20 @@ _BUILTIN_MESSAGES = {
     "dict_type": "must be a mapping",
     "int_from_float": "must be an integer",
     "too_short": "must not be empty",
+    "string_too_short": "must not be empty",
 }
+# pydantic puts union members into the location (``function-after[_ordered(), Range]``,
+# ``float``); they mean nothing to a user.
+_UNION_TAG = re.compile(r"^(function-\w+\[.*\]|float|int|str|bool|[A-Z]\w*|literal\[.*\])$")
 _RELATIVE_FIELD = re.compile(r"^[a-z_][\w.]* (must|is|has|takes) ")
 
 
 def format_validation_error(error: ValidationError, source: str | None = None) -> str:
     """One line for the first error in ``error``: ``[source: ]field message, got value``."""
-    first = error.errors(include_url=False)[0]
-    loc = ".".join(str(part) for part in first["loc"])
+    errors = error.errors(include_url=False)
+    # of several errors for one union field, the one a validator wrote says most
+    first = next((e for e in errors if e["type"] == "value_error"), errors[0])
+    loc = ".".join(str(part) for part in first["loc"] if not _UNION_TAG.match(str(part)))
     kind = first["type"]
     if kind == "value_error":
         msg = str(first.get("ctx", {}).get("error", first["msg"]))
@@ -428,7 +434,11 @@ class ScheduleChoice(_Frozen):
         params = dict(_params(data))
         for key, value in params.items():
             declared = info.param(key)  # unknown -> error naming it
-            if not isinstance(value, Mapping):
+            if isinstance(value, Mapping):
+                for end in ("low", "high"):
+                    if end in value:
+                        declared.check(value[end], field_name=f"params.{key}.{end}")
+            else:
                 declared.check(value, field_name=f"params.{key}")
         data["params"] = params
         return data
@@ -475,10 +485,14 @@ class SpaceConfig(_Frozen):
     def _hyperparameters(cls, value: dict[str, Any]) -> dict[str, Any]:
         from lrtune.optimizers import OPTIMIZERS
 
-        known = sorted({h.name for info in OPTIMIZERS.values() for h in info.hyperparameters})
-        for key in value:
-            if key not in known:
-                raise ValueError(f"unknown hyperparameter {key!r}; known: {', '.join(known)}")
+        declared = {h.name: h for info in OPTIMIZERS.values() for h in info.hyperparameters}
+        for key, rng in value.items():
+            if key not in declared:
+                known = ", ".join(sorted(declared))
+                raise ValueError(f"unknown hyperparameter {key!r}; known: {known}")
+            if isinstance(rng, Range):
+                for end in ("low", "high"):
+                    declared[key].check(getattr(rng, end), field_name=f"{key}.{end}")
         return value
 
     @field_validator("batch_size")
@@ -604,7 +618,10 @@ class StudyConfig(_Frozen):
             raise ValueError("n_trials or timeout is required (or both)")
         for key, choices in self.space.model_options.items():
             for choice in choices:
-                get_model_info(self.model).resolve({key: choice})
+                try:
+                    get_model_info(self.model).resolve({key: choice})
+                except ConfigError as error:
+                    raise ValueError(f"space.model_options.{key}: {error}") from None
         return self
 
     def base_train_config(self) -> TrainConfig:

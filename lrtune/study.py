@@ -78,12 +78,16 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
     target = url or DEFAULT_STORAGE
     try:
         if "://" in target:
-            return optuna.storages.RDBStorage(
-                target,
-                heartbeat_interval=60,
-                grace_period=180,
-                failed_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(3),
-            )
+            with warnings.catch_warnings():  # heartbeats are marked experimental; we rely on them
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    target,
+                    heartbeat_interval=60,
+                    grace_period=180,
+                    heartbeat_stale_trial_callback=(
+                        optuna.storages.RetryHeartbeatStaleTrialCallback(3)
+                    ),
+                )
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         path = Path(target)
@@ -547,19 +551,24 @@ def search(
     config = study if isinstance(study, StudyConfig) else study_config_from(study, overrides)
     if isinstance(study, StudyConfig) and overrides:
         config = StudyConfig.model_validate({**config.to_dict(), **overrides})
-    if datamodule_factory is None:  # data errors surface before any storage is touched
-        from lrtune.data import create_datamodule
+    source = None if isinstance(study, StudyConfig) else str(study)
+    try:  # everything that can be wrong with the input, before the storage is touched
+        sampler, pruner = create_sampler(config), create_pruner(config)
+        if datamodule_factory is None:
+            from lrtune.data import create_datamodule
 
-        base = config.base_train_config()
-        create_datamodule(
-            base.dataset, data_dir=base.data_dir, download=base.download
-        ).prepare_data()
+            base = config.base_train_config()
+            create_datamodule(
+                base.dataset, data_dir=base.data_dir, download=base.download
+            ).prepare_data()
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}" if source else str(error)) from None
     storage_url = config.storage or DEFAULT_STORAGE
     storage = open_storage(config.storage)
     optuna_study = optuna.create_study(
         storage=storage,
-        sampler=create_sampler(config),
-        pruner=create_pruner(config),
+        sampler=sampler,
+        pruner=pruner,
         study_name=config.name,
         direction=config.objective.resolved_direction,  # type: ignore[arg-type]
         load_if_exists=True,
