@@ -28,7 +28,7 @@ def main() -> None:
             model_options={"width": 128},
             optimizer=optimizer,
             schedule={"name": "cosine"},
-            epochs=5,
+            epochs=3,
             seed=0,
         )
         result = train(config)
