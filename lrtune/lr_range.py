@@ -154,13 +154,18 @@ class _NoSuggestion(Exception):
 
 
 def _steepest(log_lrs: np.ndarray, smooth: np.ndarray, noise: float) -> int:
-    """Most negative slope of the loss against log10(LR) (not against LR itself)."""
-    slope = np.gradient(smooth, log_lrs)
+    """Most negative slope of the loss against log10(LR) (not against LR itself), looked
+    for up to the loss minimum: a collapse past it can fall steeply too, from a worse loss.
+    """
+    end = int(np.argmin(smooth)) + 1
+    if end < 2:
+        return 0
+    slope = np.gradient(smooth[:end], log_lrs[:end])
     return int(np.argmin(slope))
 
 
 def _valley(log_lrs: np.ndarray, smooth: np.ndarray, noise: float) -> int:
-    """fastai's ``valley``: 2/3 of the way down the longest decreasing run."""
+    """fastai's ``valley``: about halfway along the longest decreasing run of the curve."""
     n = len(smooth)
     lds = [1] * n
     max_start, max_end = 0, 0
@@ -170,7 +175,7 @@ def _valley(log_lrs: np.ndarray, smooth: np.ndarray, noise: float) -> int:
                 lds[i] = lds[j] + 1
             if lds[max_end] < lds[i]:
                 max_end = i
-                max_start = max_end - lds[max_end]
+                max_start = max(0, max_end - lds[max_end])  # fastai can reach -1: wraps
     sections = (max_end - max_start) / 3
     return int(max_start + int(sections) + int(sections / 2))
 

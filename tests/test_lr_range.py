@@ -320,3 +320,21 @@ def test_result_of_a_nan_start_is_json_able() -> None:
     assert result.min_loss is None
     data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert data["suggestion"] is None and data["min_loss"] is None and data["losses"] == [None]
+
+
+def test_valley_never_wraps_to_the_last_lr() -> None:
+    """fastai's valley index can be -1 (the highest LR); lrtune clamps it."""
+    lrs = np.geomspace(1e-6, 1.0, 20)
+    losses = np.r_[2.0, 2.0, 2.0, 1.9, np.linspace(2.0, 2.05, 16)]
+    valley = analyze(lrs, losses, beta=0.0, method="valley", skip_start=0).suggestions["valley"]
+    assert valley is not None and valley < 1e-4
+
+
+def test_steepest_ignores_a_collapse_after_the_minimum() -> None:
+    """A steep fall back from a blow-up past the minimum is not a good LR."""
+    lrs = np.geomspace(1e-6, 1.0, 60)
+    losses = np.r_[np.linspace(2.3, 2.2, 20), np.linspace(2.2, 1.0, 10), np.linspace(1.0, 6.0, 15),
+                   np.linspace(6.0, 2.3, 15)]  # fmt: skip
+    steepest = analyze(lrs, losses, beta=0.0, method="steepest").suggestions["steepest"]
+    minimum_at = lrs[int(np.argmin(losses))]
+    assert steepest is not None and steepest <= minimum_at

@@ -1,0 +1,650 @@
+"""LR range test: lrtune's ``find_lr`` vs Lightning's ``Tuner.lr_find``, judged by training.
+
+For every (setting, optimizer, seed) the script
+
+1. seeds everything and builds the model once; every later run starts from that saved
+   initial ``state_dict`` and a datamodule with ``seed=seed`` (same batch order);
+2. trains briefly (constant LR, no validation) at each LR of a log grid with 2 points per
+   decade over the optimizer's registry ``lr_range`` (endpoints included) and measures
+   test accuracy directly on the test split (argmax over ``dm.test_dataloader()``; a run
+   whose logits are not finite counts as chance, 1/10);
+3. runs lrtune's ``find_lr(module, datamodule=dm, min_lr=lo/10, max_lr=hi*10,
+   num_steps=N)`` and Lightning's ``Tuner(trainer).lr_find(..., num_training=N,
+   update_attr=False).suggestion()`` over the same bounds and steps, each timed with
+   ``time.perf_counter`` (lrtune: the ``find_lr`` call; Lightning: building its
+   ``Trainer(max_epochs=1000, ...)`` with default validation, as a user would, plus
+   ``lr_find`` and ``suggestion``). The two are run in alternating order, after one
+   untimed warm-up of each;
+4. trains the same way at every suggestion -- each of lrtune's methods (``steepest``,
+   ``valley``, ``minimum`` (already /10), ``bracket``), as an extra candidate the upper
+   end of lrtune's bracket (``bracket-high``: where the smoothed loss has done 90% of its
+   fall; what ``target="max"`` suggests), and Lightning's -- reusing runs at
+   equal LRs, and records regret = grid-best accuracy - accuracy at the suggestion, in
+   accuracy points (may be negative). A missing suggestion is a failure: counted apart,
+   and with regret = grid-best - chance in the maximum.
+
+Aggregates per finder/method: mean, median and max regret, failures, the spread of the
+suggestion across seeds (max - min of log10(LR) per (setting, optimizer), in decades;
+mean and max), and the finders' wall time (and CPU time) per run with the ratio
+lrtune / Lightning, of the means and as the median of the per-case ratios.
+Markdown tables go to stdout; everything, raw per-run rows and both finders' loss curves
+included, goes to ``--out`` as JSON.
+
+Run from the repository root (defaults: all 5 settings x momentum, adam, adamax,
+rmsprop x seeds 0 1 2, 100 finder steps)::
+
+    python benchmarks/bench_lr_finder.py [--data-dir ../shared/data/mnist]
+        [--seeds 0 1 2] [--settings digits-mlp ...] [--optimizers momentum ...]
+        [--num-steps 100] [--threads 2] [--out results.json] [--quick]
+
+The default run takes about 20 minutes on a 2-core CPU (mostly the mnist-cnn grid).
+``--quick`` is a smoke run: 1 seed, 2 settings, 2 optimizers (about 15 s). Measured
+results are recorded in ``docs/BENCHMARKS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # Lightning's lr_find opens its own tqdm bar
+
+import lightning
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.tuner import Tuner
+from torch import nn
+
+from lrtune.config import OptimizerConfig
+from lrtune.data import DigitsDataModule, MNISTDataModule
+from lrtune.finder import find_lr
+from lrtune.models import create_model
+from lrtune.module import ClassifierModule
+from lrtune.optimizers import get_optimizer_info
+
+_REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = _REPO.parent / "shared" / "data" / "mnist"
+
+LRTUNE_METHODS = ("steepest", "valley", "minimum", "bracket")
+# ``bracket-high`` is no method of lrtune.lr_range.METHODS: it is the upper end of
+# ``result.bracket`` (where the smoothed loss has done 90% of its fall), what
+# ``target="max"`` returns; measured as an extra candidate for the default.
+FINDERS = (*(f"lrtune:{m}" for m in LRTUNE_METHODS), "lrtune:bracket-high", "lightning")
+OPTIMIZERS = ("momentum", "adam", "adamax", "rmsprop")
+NUM_CLASSES = 10
+CHANCE = 1.0 / NUM_CLASSES
+GRID_POINTS_PER_DECADE = 2
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One model / batch size / input scale / budget configuration."""
+
+    dataset: str
+    model: str
+    options: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 64
+    scale: float = 1.0
+    epochs: int = 1
+
+
+SETTINGS: dict[str, Setting] = {
+    "digits-mlp": Setting("digits", "mlp", {"width": 128}, 64, 1.0, 3),
+    "digits-cnn": Setting("digits", "cnn", {"width": 16}, 32, 1.0, 3),
+    "digits-mlp-x10": Setting("digits", "mlp", {"width": 128}, 64, 10.0, 3),
+    "mnist-mlp": Setting("mnist", "mlp", {"width": 256}, 128, 1.0, 1),
+    "mnist-cnn": Setting("mnist", "cnn", {}, 64, 1.0, 1),
+}
+QUICK_SETTINGS = ("digits-mlp", "mnist-mlp")
+QUICK_OPTIMIZERS = ("momentum", "adam")
+
+
+class Scale(nn.Module):
+    """Multiply the inputs by a constant (inputs ``factor`` times larger than normalised)."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+
+# --------------------------------------------------------------------------- helpers
+def quiet() -> None:
+    """Silence Lightning's info lines and the known pytree deprecation warning."""
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    logging.getLogger("lrtune").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"lightning.*")
+
+
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (or ``platform.processor()``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_state() -> str:
+    """``HEAD`` commit of the repository, with ``+dirty:<files>`` for uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=_REPO, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "lrtune"], cwd=_REPO, capture_output=True, text=True
+        ).stdout.split()
+    except OSError:
+        return "unknown"
+    changed = [p for p in dirty if p.startswith("lrtune/")]
+    return head + (f"+dirty:{','.join(changed)}" if changed else "")
+
+
+def lr_grid(lo: float, hi: float, per_decade: int = GRID_POINTS_PER_DECADE) -> list[float]:
+    """Log grid from ``lo`` to ``hi`` inclusive with ``per_decade`` points per decade."""
+    decades = math.log10(hi / lo)
+    points = round(decades * per_decade) + 1
+    return [float(v) for v in np.logspace(math.log10(lo), math.log10(hi), points)]
+
+
+def lr_key(lr: float) -> str:
+    """Key under which runs at (numerically) equal LRs are shared."""
+    return f"{lr:.10e}"
+
+
+def seed_all(seed: int) -> None:
+    pl.seed_everything(seed, verbose=False)
+
+
+def make_datamodule(setting: Setting, seed: int, data_dir: Path) -> pl.LightningDataModule:
+    if setting.dataset == "digits":
+        dm: pl.LightningDataModule = DigitsDataModule(batch_size=setting.batch_size, seed=seed)
+    else:
+        dm = MNISTDataModule(data_dir, batch_size=setting.batch_size, seed=seed, download=False)
+    dm.setup()
+    return dm
+
+
+def build_network(setting: Setting, input_shape: tuple[int, int, int]) -> nn.Module:
+    model = create_model(setting.model, input_shape, NUM_CLASSES, **setting.options)
+    if setting.scale != 1.0:
+        model = nn.Sequential(Scale(setting.scale), model)
+    return model
+
+
+class Case:
+    """One (setting, optimizer, seed): fixed initial weights and data order."""
+
+    def __init__(
+        self, name: str, setting: Setting, optimizer: str, seed: int, data_dir: Path
+    ) -> None:
+        self.name = name
+        self.setting = setting
+        self.optimizer = optimizer
+        self.seed = seed
+        self.data_dir = data_dir
+        self.input_shape = self.datamodule().input_shape  # type: ignore[attr-defined]
+        seed_all(seed)
+        net = build_network(setting, self.input_shape)
+        self.initial_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        self.cache: dict[str, dict[str, Any]] = {}
+
+    def datamodule(self) -> Any:
+        return make_datamodule(self.setting, self.seed, self.data_dir)
+
+    def module(self, lr: float) -> ClassifierModule:
+        """A fresh module with the saved initial weights and a constant LR ``lr``."""
+        seed_all(self.seed)
+        net = build_network(self.setting, self.input_shape)
+        net.load_state_dict(self.initial_state)
+        return ClassifierModule(net, NUM_CLASSES, OptimizerConfig(name=self.optimizer, lr=lr))
+
+    def train_at(self, lr: float) -> dict[str, Any]:
+        """Train briefly at ``lr`` and return test accuracy (cached per LR)."""
+        key = lr_key(lr)
+        if key in self.cache:
+            return self.cache[key]
+        module = self.module(lr)
+        dm = self.datamodule()
+        trainer = pl.Trainer(
+            max_epochs=self.setting.epochs,
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+        )
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=dm)
+        seconds = time.perf_counter() - start
+        acc, diverged = test_accuracy(module, dm)
+        row = {"lr": lr, "acc": acc, "diverged": diverged, "train_seconds": seconds}
+        self.cache[key] = row
+        return row
+
+
+def test_accuracy(module: ClassifierModule, dm: Any) -> tuple[float, bool]:
+    """Accuracy on the official test split; chance (and ``True``) if logits are not finite."""
+    module.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in dm.test_dataloader():
+            logits = module(x)
+            if not torch.isfinite(logits).all():
+                return CHANCE, True
+            correct += int((logits.argmax(dim=1) == y).sum())
+            total += len(y)
+    return correct / total, False
+
+
+# --------------------------------------------------------------------------- finders
+def run_lrtune(case: Case, lo: float, hi: float, num_steps: int) -> dict[str, Any]:
+    module = case.module(get_optimizer_info(case.optimizer).lr_default)
+    dm = case.datamodule()
+    start, cpu = time.perf_counter(), time.process_time()
+    try:
+        result = find_lr(module, datamodule=dm, min_lr=lo / 10, max_lr=hi * 10, num_steps=num_steps)
+    except Exception as exc:  # recorded as a failure of every method, not a crash
+        return {
+            "seconds": time.perf_counter() - start,
+            "cpu_seconds": time.process_time() - cpu,
+            "steps_run": 0,
+            "suggestions": {},
+            "error": f"{type(exc).__name__}: {exc}",
+        }
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "steps_run": len(result.lrs),
+        "stop_reason": result.stop_reason,
+        "suggestions": dict(result.suggestions),
+        "error": None,
+        "default_suggestion": result.suggestion,
+        "reason": result.reason,
+        "bracket": list(result.bracket) if result.bracket else None,
+        "lrs": result.lrs,
+        "losses": [v if math.isfinite(v) else None for v in result.losses],
+    }
+
+
+def run_lightning(case: Case, lo: float, hi: float, num_steps: int) -> dict[str, Any]:
+    module = case.module(get_optimizer_info(case.optimizer).lr_default)
+    dm = case.datamodule()
+    error = None
+    suggestion = None
+    lrs: list[float] = []
+    losses: list[float | None] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        start, cpu = time.perf_counter(), time.process_time()
+        try:
+            trainer = pl.Trainer(
+                max_epochs=1000,
+                accelerator="cpu",
+                devices=1,
+                default_root_dir=tmp,
+                logger=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+            )
+            finder = Tuner(trainer).lr_find(
+                module,
+                datamodule=dm,
+                min_lr=lo / 10,
+                max_lr=hi * 10,
+                num_training=num_steps,
+                update_attr=False,
+            )
+            if finder is not None:
+                suggestion = finder.suggestion()
+                lrs = [float(v) for v in finder.results["lr"]]
+                losses = [float(v) if math.isfinite(v) else None for v in finder.results["loss"]]
+        except Exception as exc:  # a crash of the baseline is a failure, not a stop
+            error = f"{type(exc).__name__}: {exc}"
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "steps_run": len(lrs),
+        "suggestion": float(suggestion) if suggestion is not None else None,
+        "error": error,
+        "lrs": lrs,
+        "losses": losses,
+    }
+
+
+def warm_up(data_dir: Path) -> None:
+    """One short untimed run of each finder, so neither pays first-call costs."""
+    case = Case("warm-up", SETTINGS["digits-mlp"], "adam", 0, data_dir)
+    run_lrtune(case, 1e-5, 1e-1, 20)
+    run_lightning(case, 1e-5, 1e-1, 20)
+
+
+# --------------------------------------------------------------------------- one case
+def run_case(case: Case, num_steps: int, lightning_first: bool) -> dict[str, Any]:
+    info = get_optimizer_info(case.optimizer)
+    lo, hi = info.lr_range
+    t0 = time.perf_counter()
+    grid = [case.train_at(lr) for lr in lr_grid(lo, hi)]
+    best = max(grid, key=lambda r: r["acc"])
+    order = [run_lightning, run_lrtune] if lightning_first else [run_lrtune, run_lightning]
+    outputs = {fn.__name__: fn(case, lo, hi, num_steps) for fn in order}
+    lt, pl_out = outputs["run_lrtune"], outputs["run_lightning"]
+    suggestions = {f"lrtune:{m}": lt["suggestions"].get(m) for m in LRTUNE_METHODS}
+    suggestions["lrtune:bracket-high"] = lt["bracket"][1] if lt.get("bracket") else None
+    suggestions["lightning"] = pl_out["suggestion"]
+    finders: dict[str, Any] = {}
+    for name, lr in suggestions.items():
+        if lr is None:
+            finders[name] = {
+                "suggestion": None,
+                "acc": None,
+                "regret": None,
+                "failure_regret": 100 * (best["acc"] - CHANCE),
+            }
+            continue
+        run = case.train_at(lr)
+        finders[name] = {
+            "suggestion": lr,
+            "acc": run["acc"],
+            "diverged": run["diverged"],
+            "regret": 100 * (best["acc"] - run["acc"]),
+        }
+    return {
+        "setting": case.name,
+        "optimizer": case.optimizer,
+        "seed": case.seed,
+        "lr_range": [lo, hi],
+        "grid": grid,
+        "grid_best_lr": best["lr"],
+        "grid_best_acc": best["acc"],
+        "finders": finders,
+        "lrtune": lt,
+        "lightning": pl_out,
+        "lightning_first": lightning_first,
+        "case_seconds": time.perf_counter() - t0,
+    }
+
+
+# --------------------------------------------------------------------------- summary
+def _mean(values: Iterable[float]) -> float | None:
+    values = list(values)
+    return statistics.fmean(values) if values else None
+
+
+def spreads(rows: list[dict[str, Any]], finder: str) -> dict[tuple[str, str], float]:
+    """max - min of log10(suggestion) across seeds, per (setting, optimizer)."""
+    by_pair: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for row in rows:
+        lr = row["finders"][finder]["suggestion"]
+        if lr is not None:
+            by_pair[(row["setting"], row["optimizer"])].append(math.log10(lr))
+    return {pair: max(v) - min(v) for pair, v in by_pair.items() if len(v) >= 2}
+
+
+def finder_seconds(rows: list[dict[str, Any]], finder: str, what: str = "seconds") -> list[float]:
+    key = "lightning" if finder == "lightning" else "lrtune"
+    return [row[key][what] for row in rows]
+
+
+def finder_steps(rows: list[dict[str, Any]], finder: str) -> list[int]:
+    key = "lightning" if finder == "lightning" else "lrtune"
+    return [row[key]["steps_run"] for row in rows]
+
+
+def aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per finder/method: regret, failures, spread, time."""
+    out: dict[str, dict[str, Any]] = {}
+    pl_time = _mean(finder_seconds(rows, "lightning"))
+    pl_cpu = _mean(finder_seconds(rows, "lightning", "cpu_seconds"))
+    pl_each = finder_seconds(rows, "lightning")
+    for finder in FINDERS:
+        entries = [row["finders"][finder] for row in rows]
+        regrets = [e["regret"] for e in entries if e["regret"] is not None]
+        failure_regrets = [e["failure_regret"] for e in entries if e["regret"] is None]
+        spread = list(spreads(rows, finder).values())
+        seconds = finder_seconds(rows, finder)
+        mean_seconds = _mean(seconds)
+        mean_cpu = _mean(finder_seconds(rows, finder, "cpu_seconds"))
+        paired = [a / b for a, b in zip(seconds, pl_each, strict=True) if b > 0]
+        out[finder] = {
+            "runs": len(entries),
+            "mean_regret": _mean(regrets),
+            "median_regret": statistics.median(regrets) if regrets else None,
+            "max_regret": max(regrets + failure_regrets) if entries else None,
+            "within_2_points": sum(r <= 2.0 for r in regrets),
+            "failures": len(failure_regrets),
+            "mean_spread": _mean(spread),
+            "max_spread": max(spread) if spread else None,
+            "mean_seconds": mean_seconds,
+            "mean_steps": _mean(finder_steps(rows, finder)),
+            "time_ratio_vs_lightning": (
+                mean_seconds / pl_time if mean_seconds is not None and pl_time else None
+            ),
+            "median_paired_time_ratio": statistics.median(paired) if paired else None,
+            "mean_cpu_seconds": mean_cpu,
+            "cpu_ratio_vs_lightning": (
+                mean_cpu / pl_cpu if mean_cpu is not None and pl_cpu else None
+            ),
+        }
+    return out
+
+
+def fmt(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table(headers: list[str], lines: list[list[str]], align: str | None = None) -> str:
+    align = align or "l" + "r" * (len(headers) - 1)
+    sep = ["---:" if a == "r" else "---" for a in align]
+    text = ["| " + " | ".join(headers) + " |", "| " + " | ".join(sep) + " |"]
+    text += ["| " + " | ".join(line) + " |" for line in lines]
+    return "\n".join(text)
+
+
+def aggregate_table(agg: dict[str, dict[str, Any]]) -> str:
+    headers = [
+        "finder / method",
+        "mean regret (pts)",
+        "median regret",
+        "max regret",
+        "regret ≤ 2",
+        "failures",
+        "mean spread (dec)",
+        "max spread (dec)",
+        "finder s / run",
+        "steps / run",
+        "time vs Lightning",
+        "median paired ratio",
+        "CPU s / run",
+        "CPU vs Lightning",
+    ]
+    lines = []
+    for finder, a in agg.items():
+        lines.append(
+            [
+                finder,
+                fmt(a["mean_regret"]),
+                fmt(a["median_regret"]),
+                fmt(a["max_regret"]),
+                f"{a['within_2_points']}/{a['runs']}",
+                str(a["failures"]),
+                fmt(a["mean_spread"], ".3f"),
+                fmt(a["max_spread"], ".3f"),
+                fmt(a["mean_seconds"]),
+                fmt(a["mean_steps"], ".1f"),
+                fmt(a["time_ratio_vs_lightning"], ".2f") + "x",
+                fmt(a["median_paired_time_ratio"], ".2f") + "x",
+                fmt(a["mean_cpu_seconds"]),
+                fmt(a["cpu_ratio_vs_lightning"], ".2f") + "x",
+            ]
+        )
+    return table(headers, lines)
+
+
+def per_setting_table(rows: list[dict[str, Any]]) -> str:
+    """Mean regret (max in brackets) per setting and finder, plus failures."""
+    headers = ["setting", *FINDERS, "lrtune s", "Lightning s"]
+    lines = []
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        sub = [r for r in rows if r["setting"] == setting]
+        line = [setting]
+        for finder in FINDERS:
+            a = aggregate(sub)[finder]
+            cell = f"{fmt(a['mean_regret'])} ({fmt(a['max_regret'])})"
+            if a["failures"]:
+                cell += f", {a['failures']} fail"
+            line.append(cell)
+        line += [
+            fmt(_mean(finder_seconds(sub, "lrtune"))),
+            fmt(_mean(finder_seconds(sub, "lightning"))),
+        ]
+        lines.append(line)
+    return table(headers, lines)
+
+
+def per_pair_table(rows: list[dict[str, Any]]) -> str:
+    """Per (setting, optimizer): grid-best, and each finder's median LR / mean regret."""
+    headers = ["setting", "optimizer", "grid-best acc", "grid-best LR", *FINDERS]
+    lines = []
+    pairs = dict.fromkeys((r["setting"], r["optimizer"]) for r in rows)
+    for setting, opt in pairs:
+        sub = [r for r in rows if r["setting"] == setting and r["optimizer"] == opt]
+        best_lrs = sorted({r["grid_best_lr"] for r in sub})
+        line = [
+            setting,
+            opt,
+            fmt(100 * _mean(r["grid_best_acc"] for r in sub), ".1f"),  # type: ignore[operator]
+            ", ".join(f"{v:.2g}" for v in best_lrs),
+        ]
+        for finder in FINDERS:
+            lrs = [r["finders"][finder]["suggestion"] for r in sub]
+            ok = [v for v in lrs if v is not None]
+            regrets = [r["finders"][finder]["regret"] for r in sub]
+            ok_regrets = [v for v in regrets if v is not None]
+            cell = (
+                f"{statistics.median(ok):.2g} / {fmt(_mean(ok_regrets), '.1f')}" if ok else "none"
+            )
+            if len(ok) < len(lrs):
+                cell += f" ({len(lrs) - len(ok)} fail)"
+            line.append(cell)
+        lines.append(line)
+    return table(headers, lines, "llrl" + "r" * len(FINDERS))
+
+
+# --------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=None)
+    parser.add_argument("--optimizers", nargs="+", default=None)
+    parser.add_argument("--num-steps", type=int, default=100)
+    parser.add_argument("--quick", action="store_true", help="1 seed, 2 settings, 2 optimizers")
+    parser.add_argument("--out", type=Path, default=Path("results.json"))
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    quiet()
+    torch.set_num_threads(args.threads)
+    settings = args.settings or list(QUICK_SETTINGS if args.quick else SETTINGS)
+    optimizers = args.optimizers or list(QUICK_OPTIMIZERS if args.quick else OPTIMIZERS)
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    for name in optimizers:
+        get_optimizer_info(name)  # fail early on a typo
+    env = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "argv": sys.argv,
+        "git": git_state(),
+    }
+    config = {
+        "settings": {s: SETTINGS[s].__dict__ for s in settings},
+        "optimizers": optimizers,
+        "seeds": seeds,
+        "num_steps": args.num_steps,
+        "grid_points_per_decade": GRID_POINTS_PER_DECADE,
+        "data_dir": str(args.data_dir),
+    }
+    print(f"# {env['date']}  {env['cpu']}  torch {env['torch']}  lightning {env['lightning']}")
+    total_start = time.perf_counter()
+    with contextlib.redirect_stderr(io.StringIO()):
+        warm_up(args.data_dir)
+    rows: list[dict[str, Any]] = []
+    index = 0
+    for setting in settings:
+        for opt in optimizers:
+            for seed in seeds:
+                case = Case(setting, SETTINGS[setting], opt, seed, args.data_dir)
+                row = run_case(case, args.num_steps, lightning_first=index % 2 == 1)
+                index += 1
+                rows.append(row)
+                regrets = " ".join(
+                    f"{f.split(':')[-1]}={fmt(row['finders'][f]['regret'], '.1f')}" for f in FINDERS
+                )
+                print(
+                    f"{setting:15s} {opt:9s} seed {seed}: best {100 * row['grid_best_acc']:.1f}"
+                    f" @ {row['grid_best_lr']:.2g}; regret {regrets}; finder s "
+                    f"lrtune {row['lrtune']['seconds']:.2f} lightning "
+                    f"{row['lightning']['seconds']:.2f}; case {row['case_seconds']:.0f}s",
+                    flush=True,
+                )
+    total = time.perf_counter() - total_start
+    agg = aggregate(rows)
+    print(f"\nTotal {total:.0f} s for {len(rows)} cases.\n")
+    print("## Aggregate\n")
+    print(aggregate_table(agg))
+    print("\n## Per setting: mean regret (max), points\n")
+    print(per_setting_table(rows))
+    print("\n## Per setting and optimizer: median suggestion / mean regret\n")
+    print(per_pair_table(rows))
+    payload = {
+        "env": env,
+        "config": config,
+        "total_seconds": total,
+        "aggregate": agg,
+        "spreads": {f: {f"{s}/{o}": v for (s, o), v in spreads(rows, f).items()} for f in FINDERS},
+        "rows": rows,
+    }
+    args.out.write_text(json.dumps(payload, indent=1))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
