@@ -189,7 +189,7 @@ def test_search_and_best_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 def test_kill_mid_trial_then_resume(tmp_path: Path) -> None:
     """SIGKILL the command while a trial runs; rerunning completes exactly n_trials."""
-    path = _study_file(tmp_path, n_trials=4, budget={"epochs": 30})
+    path = _study_file(tmp_path, n_trials=4, budget={"epochs": 60})
     storage = str(tmp_path / "studies.journal")
     proc = subprocess.Popen(
         [sys.executable, "-m", "lrtune", "search", str(path), "--quiet"],
@@ -198,7 +198,7 @@ def test_kill_mid_trial_then_resume(tmp_path: Path) -> None:
     deadline = time.time() + 120
     try:
         while time.time() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.1)
             if not Path(storage).exists():
                 continue
             try:
@@ -209,7 +209,7 @@ def test_kill_mid_trial_then_resume(tmp_path: Path) -> None:
                 break
         else:
             pytest.fail("no trial started within 120 s")
-        time.sleep(1.0)  # mid-trial
+        time.sleep(0.2)  # mid-trial (a trial takes seconds)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
