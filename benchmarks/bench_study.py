@@ -226,19 +226,20 @@ def run_efficiency_study(
     lrtune.finder.compare_optimizers = timed  # search() imports it at call time
     start = time.perf_counter()
     try:
-        outcome = search(config, progress=None)
+        study = search(config, progress=None)
     finally:
         lrtune.finder.compare_optimizers = original
     total = time.perf_counter() - start
-    trials = _trial_rows(outcome.study)
+    trials = _trial_rows(study)
+    lr_auto = study.user_attrs.get("lrtune.lr_auto", {})
     range_test = None
-    if outcome.lr_auto:
+    if lr_auto:
         range_test = {
             "seconds": sum(timed.seconds),
-            "sweep_seconds": sum(v["result"]["seconds"] for v in outcome.lr_auto.values()),
-            "steps": sum(len(v["result"]["lrs"]) for v in outcome.lr_auto.values()),
-            "ranges": {k: v["range"] for k, v in outcome.lr_auto.items()},
-            "sources": {k: v["source"] for k, v in outcome.lr_auto.items()},
+            "sweep_seconds": sum(v["result"]["seconds"] for v in lr_auto.values()),
+            "steps": sum(len(v["result"]["lrs"]) for v in lr_auto.values()),
+            "ranges": {k: v["range"] for k, v in lr_auto.items()},
+            "sources": {k: v["source"] for k, v in lr_auto.items()},
         }
     return {
         "variant": variant,
@@ -494,14 +495,14 @@ def run_memory(args: argparse.Namespace) -> dict[str, Any]:
         start = time.perf_counter()
         sampler.start()
         try:
-            outcome = search(config, progress=stream)  # type: ignore[arg-type]
+            study = search(config, progress=stream)  # type: ignore[arg-type]
         finally:
             sampler.stop()
         wall = time.perf_counter() - start
         rss_after = rss_mb()
         gc.collect()
         rss_after_gc = rss_mb()
-        states = [t.state.name for t in outcome.study.get_trials(deepcopy=False)]
+        states = [t.state.name for t in study.get_trials(deepcopy=False)]
     marks = stream.marks
     by_count = {m["finished"]: m["rss_mb"] for m in marks}
     # a FAIL trial also writes a line with an unchanged count; keep the last per count

@@ -64,8 +64,8 @@ def main() -> None:
                 "space": {"optimizers": ["momentum", "adam"], "schedules": ["constant", "cosine"]},
             }
         )
-        outcome = search(study, module_factory=TinyNet, progress=None)
-        best = outcome.study.best_trial
+        result = search(study, module_factory=TinyNet, progress=None)
+        best = result.best_trial
         print(f"best val_acc {best.value:.3f} with {best.params}")
 
 

@@ -25,12 +25,11 @@ if TYPE_CHECKING:
     from lrtune.finder import compare_optimizers, find_lr
     from lrtune.lr_range import LRFinderResult
     from lrtune.module import ClassifierModule
-    from lrtune.study import SearchOutcome, search
+    from lrtune.study import search
     from lrtune.training import TrainResult, build_trainer, train
 
 _EXPORTS = {
     "search": "lrtune.study",
-    "SearchOutcome": "lrtune.study",
     "StudyConfig": "lrtune.config",
     "LRRangeTest": "lrtune.callbacks",
     "find_lr": "lrtune.finder",
@@ -60,7 +59,6 @@ __all__ = [
     "LrtuneError",
     "OptimizerConfig",
     "ScheduleConfig",
-    "SearchOutcome",
     "StudyConfig",
     "TrainConfig",
     "TrainResult",

@@ -497,28 +497,30 @@ def search_command(
     from lrtune.study import best_config, search
 
     out = best_out or Path(f"best-{config.name}.yaml")
-    outcome = search(
+    study = search(
         study_file, overrides=overrides, progress=None if quiet else sys.stderr, best_out=out
     )
-    study = outcome.study
+    from lrtune.study import DEFAULT_STORAGE, mask_url
+
+    storage_shown = mask_url(config.storage or DEFAULT_STORAGE)
+    written = out if out.exists() and any(t.value is not None for t in study.trials) else None
     if json_out:
-        payload: dict[str, Any] = {"study_name": study.study_name, "storage": outcome.storage}
+        payload: dict[str, Any] = {"study_name": study.study_name, "storage": storage_shown}
         try:
             payload.update(
                 value=study.best_value,
                 params=study.best_params,
                 config=best_config(study).to_dict(),
-                best_config_path=str(outcome.best_config_path),
+                best_config_path=str(written),
             )
         except LrtuneError:
             payload.update(value=None, params=None)
         _emit_json(payload)
         return
-    if outcome.best_config_path is not None:
+    if written is not None:
         print(f"best value {study.best_value:.4f} (trial {study.best_trial.number})")
-        print(f"best config: {outcome.best_config_path}  (lrtune train --config "
-              f"{outcome.best_config_path})")  # fmt: skip
-    print(f"storage: {outcome.storage}  study: {study.study_name}")
+        print(f"best config: {written}  (lrtune train --config {written})")
+    print(f"storage: {storage_shown}  study: {study.study_name}")
 
 
 @app.command("best")

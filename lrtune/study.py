@@ -21,7 +21,6 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_STORAGE",
-    "SearchOutcome",
     "best_config",
     "create_pruner",
     "create_sampler",
@@ -221,17 +219,6 @@ def _monitor_callback(trial: optuna.Trial, explode_factor: float = 10.0) -> pl.C
 
 
 # ----------------------------------------------------------------------------- the study
-
-
-@dataclass
-class SearchOutcome:
-    """What :func:`search` did, besides the study itself."""
-
-    study: optuna.Study
-    config: StudyConfig
-    storage: str
-    best_config_path: Path | None = None
-    lr_auto: dict[str, Any] = field(default_factory=dict)
 
 
 def _worker_id() -> str:
@@ -530,12 +517,13 @@ def search(
     datamodule_factory: Callable[[TrainConfig], pl.LightningDataModule] | None = None,
     progress: TextIO | None = sys.stderr,
     best_out: str | Path | None = None,
-) -> SearchOutcome:
+    **fields: Any,
+) -> optuna.Study:
     """Run (or resume) a study until ``n_trials`` trials have finished or time runs out.
 
     Args:
         study: A study file path or a validated :class:`~lrtune.config.StudyConfig`.
-        overrides: Values that win over the file's (e.g. ``{"n_trials": 10}``).
+        overrides: Values that win over the file's (e.g. ``{"budget": {"epochs": 3}}``).
         module_factory: Build your own LightningModule from each trial's resolved
             :class:`~lrtune.config.TrainConfig` (default: lrtune's ``ClassifierModule``).
             It must log ``objective.metric`` (e.g. ``val_acc``) in validation.
@@ -544,10 +532,13 @@ def search(
         progress: Stream for one line per finished trial and the summary (``None``: quiet).
         best_out: Write the best trial's configuration here as YAML, which
             ``lrtune train --config`` reproduces.
+        **fields: Top-level study fields to override, e.g. ``n_trials=10``.
 
     Returns:
-        A :class:`SearchOutcome` whose ``study`` is the ``optuna.Study``.
+        The ``optuna.Study`` (its user attrs hold the study config and ``lr: auto``'s
+        ranges and curves under ``lrtune.lr_auto``).
     """
+    overrides = {**(overrides or {}), **fields}
     config = study if isinstance(study, StudyConfig) else study_config_from(study, overrides)
     if isinstance(study, StudyConfig) and overrides:
         config = StudyConfig.model_validate({**config.to_dict(), **overrides})
@@ -599,7 +590,6 @@ def search(
             gc_after_trial=True,
             catch=(RuntimeError, ValueError, ArithmeticError),
         )
-    outcome = SearchOutcome(optuna_study, config, mask_url(storage_url), lr_auto=auto)
     _save_note(optuna_study, config, auto)
     if progress is not None:
         _summary(optuna_study, progress)
@@ -611,5 +601,4 @@ def search(
         path = Path(best_out)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(best_config(optuna_study).to_dict(), sort_keys=False))
-        outcome.best_config_path = path
-    return outcome
+    return optuna_study

@@ -52,8 +52,7 @@ def _load(tmp_path: Path, name: str = "tiny") -> optuna.Study:
 def test_search_records_trials_and_resumes(tmp_path: Path) -> None:
     path = _study_file(tmp_path, enqueue_defaults=True)
     out = io.StringIO()
-    outcome = search(path, progress=out, best_out=tmp_path / "best.yaml")
-    study = outcome.study
+    study = search(path, progress=out, best_out=tmp_path / "best.yaml")
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 6
     # the two enqueued trials are the optimizers at their defaults
@@ -88,7 +87,7 @@ def test_search_records_trials_and_resumes(tmp_path: Path) -> None:
     # rerun: nothing to do; raise n_trials: exactly the missing ones run
     search(path, progress=None)
     assert len(_load(tmp_path).trials) == len(study.trials)
-    search(path, overrides={"n_trials": 8}, progress=None)
+    search(path, n_trials=8, progress=None)  # field overrides as keywords
     states = [t.state for t in _load(tmp_path).trials]
     assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 8
     assert TrialState.RUNNING not in states
@@ -111,7 +110,7 @@ def test_diverging_trials_are_pruned_with_a_reason(tmp_path: Path) -> None:
         sampler={"name": "random"},
         space={"optimizers": ["sgd"], "lr": {"low": 1e3, "high": 1e4}},
     )
-    study = search(path, progress=None).study
+    study = search(path, progress=None)
     assert [t.state for t in study.trials] == [TrialState.PRUNED, TrialState.PRUNED]
     for trial in study.trials:
         reason = trial.user_attrs["diverged"]
@@ -140,14 +139,14 @@ def test_lr_auto_runs_once_and_is_stored(tmp_path: Path) -> None:
         tmp_path, n_trials=2, space={"optimizers": ["adam", "momentum"], "lr": {"auto": True,
                                                                                   "num_steps": 30}}
     )  # fmt: skip
-    outcome = search(path, progress=None)
-    stored = outcome.study.user_attrs["lrtune.lr_auto"]
+    study = search(path, progress=None)
+    stored = study.user_attrs["lrtune.lr_auto"]
     assert set(stored) == {"adam", "momentum"}
     for name, entry in stored.items():
         low, high = entry["range"]
         assert 0 < low < high
         assert len(entry["result"]["lrs"]) <= 30
-        for trial in outcome.study.trials:
+        for trial in study.trials:
             if trial.params["optimizer"] == name:
                 assert low <= trial.params[f"{name}.lr"] <= high
     # a resumed run reuses the stored ranges instead of testing again
