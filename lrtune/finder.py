@@ -168,23 +168,15 @@ def compare_optimizers(
     from lightning.fabric.utilities.seed import seed_everything
 
     from lrtune.config import OptimizerConfig
-    from lrtune.data import create_datamodule
     from lrtune.models import create_model
     from lrtune.module import ClassifierModule
     from lrtune.optimizers import get_optimizer_info
+    from lrtune.training import datamodule_for
 
     infos = [get_optimizer_info(name) for name in optimizers]
     if not infos:
         raise ConfigError("optimizers: give at least one optimizer")
-    datamodule = create_datamodule(
-        config.dataset,
-        data_dir=config.data_dir,
-        batch_size=config.resolved_batch_size,
-        val_fraction=config.val_fraction,
-        augment=config.resolved_augment,
-        seed=config.seed,
-        download=config.download,
-    )
+    datamodule = datamodule_for(config)
     datamodule.prepare_data()
     seed_everything(config.seed, verbose=False)
     model = create_model(

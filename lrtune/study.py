@@ -406,9 +406,8 @@ def _train_trial(
 ) -> dict[str, float]:
     from lightning.fabric.utilities.seed import seed_everything
 
-    from lrtune.data import create_datamodule
     from lrtune.module import ClassifierModule
-    from lrtune.training import build_trainer
+    from lrtune.training import build_trainer, datamodule_for
 
     # every trial starts from the same seed: same initial weights and batch order, so trials
     # differ only by their hyperparameters, and `lrtune train --config best.yaml` reproduces
@@ -416,15 +415,7 @@ def _train_trial(
     if datamodule_factory is not None:
         datamodule = datamodule_factory(train_config)
     else:
-        datamodule = create_datamodule(
-            train_config.dataset,
-            data_dir=train_config.data_dir,
-            batch_size=train_config.resolved_batch_size,
-            val_fraction=train_config.val_fraction,
-            augment=train_config.resolved_augment,
-            seed=train_config.seed,
-            download=train_config.download,
-        )
+        datamodule = datamodule_for(train_config)
     if module_factory is not None:
         module = module_factory(train_config)
     else:
@@ -546,12 +537,9 @@ def search(
     try:  # everything that can be wrong with the input, before the storage is touched
         sampler, pruner = create_sampler(config), create_pruner(config)
         if datamodule_factory is None:
-            from lrtune.data import create_datamodule
+            from lrtune.training import datamodule_for
 
-            base = config.base_train_config()
-            create_datamodule(
-                base.dataset, data_dir=base.data_dir, download=base.download
-            ).prepare_data()
+            datamodule_for(config.base_train_config()).prepare_data()
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}" if source else str(error)) from None
     storage_url = config.storage or DEFAULT_STORAGE

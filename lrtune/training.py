@@ -16,10 +16,10 @@ import lightning.pytorch as pl
 from lightning.fabric.utilities.seed import seed_everything
 
 from lrtune.config import TrainConfig
-from lrtune.data import create_datamodule
+from lrtune.data import ClassificationDataModule, create_datamodule
 from lrtune.module import ClassifierModule
 
-__all__ = ["EpochReport", "TrainResult", "build_trainer", "train"]
+__all__ = ["EpochReport", "TrainResult", "build_trainer", "datamodule_for", "train"]
 
 _ACCELERATORS = {"auto": "auto", "cpu": "cpu", "gpu": "gpu", "cuda": "gpu", "mps": "mps"}
 
@@ -109,6 +109,20 @@ class TrainResult:
         return clean(asdict(self))
 
 
+def datamodule_for(config: TrainConfig) -> ClassificationDataModule:
+    """The datamodule ``config`` trains on: its dataset, folder, batch size, split,
+    augmentation and seed (the data itself is cached per process)."""
+    return create_datamodule(
+        config.dataset,
+        data_dir=config.data_dir,
+        batch_size=config.resolved_batch_size,
+        val_fraction=config.val_fraction,
+        augment=config.resolved_augment,
+        seed=config.seed,
+        download=config.download,
+    )
+
+
 def build_trainer(
     config: TrainConfig,
     *,
@@ -170,15 +184,7 @@ def train(
     """
     start = time.perf_counter()
     seed_everything(config.seed, verbose=False)
-    datamodule = create_datamodule(
-        config.dataset,
-        data_dir=config.data_dir,
-        batch_size=config.resolved_batch_size,
-        val_fraction=config.val_fraction,
-        augment=config.resolved_augment,
-        seed=config.seed,
-        download=config.download,
-    )
+    datamodule = datamodule_for(config)
     datamodule.prepare_data()
     module = ClassifierModule.from_config(config, datamodule.input_shape, datamodule.num_classes)
     if on_module is not None:
