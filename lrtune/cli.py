@@ -11,6 +11,7 @@ import logging
 import re
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -91,7 +92,7 @@ def _log_to_stderr() -> None:
         logger.propagate = False
 
 
-def _parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, Any]:
+def _parse_pairs(pairs: list[str] | None, flag: str, form: str = "KEY=VALUE") -> dict[str, Any]:
     """``["beta1=0.95", "act=gelu"]`` -> ``{"beta1": 0.95, "act": "gelu"}`` (YAML scalars)."""
     import yaml
 
@@ -99,9 +100,16 @@ def _parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, Any]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise LrtuneError(f"{flag} expects KEY=VALUE, got {pair!r}")
+            raise LrtuneError(f"{flag} expects {form}, got {pair!r}")
         out[key.strip()] = yaml.safe_load(value) if value.strip() else None
     return out
+
+
+def _put(target: dict[str, Any], path: Sequence[str], value: Any) -> None:
+    """Set ``target[path[0]][path[1]]... = value``, creating the nested mappings."""
+    for key in path[:-1]:
+        target = target.setdefault(key, {})
+    target[path[-1]] = value
 
 
 def _flag_message(message: str, given: set[str]) -> str:
@@ -177,10 +185,7 @@ def _train_config(config_file: Path | None, flags: dict[str, tuple[tuple[str, ..
         if value is None:
             continue
         given.add(flag)
-        target = overrides
-        for key in path[:-1]:
-            target = target.setdefault(key, {})
-        target[path[-1]] = value
+        _put(overrides, path, value)
     try:
         return train_config_from(config_file, overrides)
     except LrtuneError as error:
@@ -468,18 +473,10 @@ def search_command(
     At the end: best trial per optimizer, the best config written as YAML for
     `lrtune train --config`, and a study note for optuna-dashboard.
     """
-    import yaml
 
     overrides: dict[str, Any] = {}
-    for pair in set_ or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise LrtuneError(f"--set expects FIELD=VALUE, got {pair!r}")
-        target = overrides
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            target = target.setdefault(part, {})
-        target[parts[-1]] = yaml.safe_load(value)
+    for key, value in _parse_pairs(set_, "--set", "FIELD=VALUE").items():
+        _put(overrides, key.split("."), value)
     given: dict[str, Any] = {
         "n_trials": n_trials, "timeout": timeout, "storage": storage, "name": study_name,
         "seed": seed,

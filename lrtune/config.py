@@ -605,7 +605,7 @@ class StudyConfig(_Frozen):
     @field_validator("dataset")
     @classmethod
     def _dataset(cls, value: str) -> str:
-        return get_dataset_info(value).name
+        return TrainConfig._dataset(value)  # type: ignore[operator]
 
     @model_validator(mode="before")
     @classmethod
