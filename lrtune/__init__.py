@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from lrtune.finder import compare_optimizers, find_lr
     from lrtune.lr_range import LRFinderResult
     from lrtune.module import ClassifierModule
+    from lrtune.report import write_report
     from lrtune.study import search
     from lrtune.training import TrainResult, build_trainer, train
 
@@ -47,6 +48,7 @@ _EXPORTS = {
     "TrainResult": "lrtune.training",
     "build_trainer": "lrtune.training",
     "train": "lrtune.training",
+    "write_report": "lrtune.report",
 }
 
 __all__ = [
@@ -69,6 +71,7 @@ __all__ = [
     "search",
     "train",
     "train_config_from",
+    "write_report",
 ]
 
 

@@ -170,6 +170,23 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", help="YAML file with the training fields; flags override it."),
 ]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Optuna storage URL (sqlite:///x.db, postgresql://...) or journal file; "
+        "default lrtune-studies.journal."
+    ),
+]
+StudyNameOpt = Annotated[
+    str | None, typer.Option(help="Study name (default: the storage's only study).")
+]
+ArtifactsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Folder for Optuna artifacts (range-test curves, reports) that optuna-dashboard "
+        "shows; default beside the storage file, or ./lrtune-artifacts for database URLs."
+    ),
+]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print the result as one JSON object (last line).")
 ]
@@ -439,13 +456,7 @@ def search_command(
     timeout: Annotated[
         float | None, typer.Option(help="Stop starting trials after this many seconds.")
     ] = None,
-    storage: Annotated[
-        str | None,
-        typer.Option(
-            help="Optuna storage URL (sqlite:///x.db, postgresql://...) or journal file; "
-            "default lrtune-studies.journal."
-        ),
-    ] = None,
+    storage: StorageOpt = None,
     study_name: Annotated[
         str | None, typer.Option(help="Study name (default: the file's `name`).")
     ] = None,
@@ -463,6 +474,7 @@ def search_command(
         Path | None,
         typer.Option(help="Write the best configuration as YAML (default best-<study>.yaml)."),
     ] = None,
+    artifacts: ArtifactsOpt = None,
     json_out: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial lines.")] = False,
 ) -> None:
@@ -470,8 +482,10 @@ def search_command(
 
     Rerunning the same command resumes the study until n_trials trials have finished
     (complete or pruned); trials left running by a killed process are failed and retried.
-    At the end: best trial per optimizer, the best config written as YAML for
-    `lrtune train --config`, and a study note for optuna-dashboard.
+    During the search the study note in optuna-dashboard shows the best so far, and the
+    LR range-test curves are uploaded as an artifact. At the end: best trial per optimizer,
+    the best config written as YAML for `lrtune train --config`, and the study report
+    (`lrtune report`) uploaded as an artifact. See them with `lrtune dashboard`.
     """
 
     overrides: dict[str, Any] = {}
@@ -479,7 +493,7 @@ def search_command(
         _put(overrides, key.split("."), value)
     given: dict[str, Any] = {
         "n_trials": n_trials, "timeout": timeout, "storage": storage, "name": study_name,
-        "seed": seed,
+        "seed": seed, "artifacts": artifacts,
     }  # fmt: skip
     overrides.update({key: value for key, value in given.items() if value is not None})
     from lrtune.config import study_config_from
@@ -518,37 +532,25 @@ def search_command(
         print(f"best value {study.best_value:.4f} (trial {study.best_trial.number})")
         print(f"best config: {written}  (lrtune train --config {written})")
     print(f"storage: {storage_shown}  study: {study.study_name}")
+    flag = f" --storage {storage_shown}" if config.storage else ""
+    print(f"look: lrtune report{flag} --study-name {study.study_name} --out report.html; "
+          f"lrtune dashboard{flag}")  # fmt: skip
 
 
 @app.command("best")
 def best_command(
-    study_name: Annotated[str, typer.Option(help="Study name.")],
-    storage: Annotated[
-        str | None,
-        typer.Option(help="Optuna storage URL or journal file (default lrtune-studies.journal)."),
-    ] = None,
+    study_name: StudyNameOpt = None,
+    storage: StorageOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Print a study's best value, params and resolved configuration."""
     import optuna
 
-    from lrtune.study import best_config, mask_url, open_storage
+    from lrtune.study import best_config, load_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if storage is not None and "://" not in storage and not Path(storage).is_file():
-        raise LrtuneError(f"--storage: no journal file at {storage}")
-    if storage is None and not Path("lrtune-studies.journal").is_file():
-        raise LrtuneError("--storage: no lrtune-studies.journal here; give --storage")
-    backend = open_storage(storage)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=backend)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
-        known = ", ".join(names) or "none"
-        raise LrtuneError(
-            f"--study-name: no study {study_name!r} in "
-            f"{mask_url(storage or 'lrtune-studies.journal')} (studies there: {known})"
-        ) from None
+    study = load_study(storage, study_name)
+    study_name = study.study_name
     config = best_config(study)
     trial = study.best_trial
     if json_out:
@@ -570,6 +572,74 @@ def best_command(
         print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}")
     print("config:")
     print("  " + yaml.safe_dump(config.to_dict(), sort_keys=False).replace("\n", "\n  ").rstrip())
+
+
+@app.command("report")
+def report_command(
+    storage: StorageOpt = None,
+    study_name: StudyNameOpt = None,
+    out: Annotated[Path, typer.Option(help="HTML file to write (one file, opens offline).")] = Path(
+        "report.html"
+    ),
+    top: Annotated[int, typer.Option(min=1, help="Rows in the top-trials table.")] = 10,
+) -> None:
+    """Write a study report: one self-contained HTML file that opens offline.
+
+    It shows the study at a glance (best config, best per optimizer, complete / pruned /
+    diverged / failed trials, wall time), the optimization history, the metric per
+    optimizer, hyperparameter importances, parallel coordinates, LR vs metric with the
+    range-test bracket, learning curves (pruned trials visible), the LR range-test curves
+    and the top trials with their full configs. Works on a study that is still running.
+
+    Example: lrtune report --study-name quickstart --out report.html
+    """
+    import optuna
+
+    from lrtune.report import write_report
+    from lrtune.study import DEFAULT_STORAGE, load_study, mask_url
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if out.is_dir():
+        raise LrtuneError(f"--out: {out} is a folder; give an .html file name")
+    study = load_study(storage, study_name)
+    try:
+        path = write_report(study, out, storage=mask_url(storage or DEFAULT_STORAGE), top=top)
+    except OSError as error:
+        raise LrtuneError(f"--out: cannot write {out} ({error.strerror or error})") from None
+    trials = len(study.get_trials(deepcopy=False))
+    print(f"report: {path} (study {study.study_name}, {trials} trials)")
+
+
+@app.command("dashboard")
+def dashboard_command(
+    storage: StorageOpt = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Interface to listen on. 127.0.0.1 (default) keeps the dashboard on this "
+            "machine; 0.0.0.0 opens it to the network (it has no login)."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8080,
+    artifacts: ArtifactsOpt = None,
+) -> None:
+    """Start optuna-dashboard on the study storage (Ctrl-C stops it).
+
+    The dashboard shows every study in the storage: its note (question, space, best so
+    far, best per optimizer), trials with their user attrs (why a trial was pruned or
+    diverged), Optuna's plots, and the artifacts lrtune uploaded (LR range-test curves,
+    reports). Default artifact folder: the one the studies recorded, else beside the
+    storage.
+
+    Example: lrtune dashboard --storage lrtune-studies.journal --port 8080
+    """
+    import optuna
+
+    from lrtune.dashboard import serve
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _log_to_stderr()
+    serve(storage, host=host, port=port, artifacts=artifacts)
 
 
 @app.command("list")

@@ -599,6 +599,7 @@ class StudyConfig(_Frozen):
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
     seed: int = Field(0, ge=0)
     storage: str | None = None
+    artifacts: Path | None = None
     enqueue_defaults: bool = False
     space: SpaceConfig
 

@@ -39,7 +39,9 @@ __all__ = [
     "best_config",
     "create_pruner",
     "create_sampler",
+    "load_study",
     "mask_url",
+    "open_existing_storage",
     "open_storage",
     "search",
 ]
@@ -100,6 +102,49 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
         raise ConfigError(f"storage {mask_url(target)}: cannot open ({detail})") from None
 
 
+def open_existing_storage(url: str | None) -> optuna.storages.BaseStorage:
+    """Open a storage that must already exist (for reading: reports, best, dashboard).
+
+    Unlike :func:`open_storage`, a missing journal file is an error, not a new empty file.
+
+    Raises:
+        ConfigError: No journal file there, or the storage cannot be opened.
+    """
+    target = url or DEFAULT_STORAGE
+    if "://" not in target and not Path(target).is_file():
+        hint = "" if url else "; give --storage"
+        raise ConfigError(f"--storage: no journal file at {target}{hint}")
+    if target.startswith("sqlite:///") and not Path(target[len("sqlite:///") :]).is_file():
+        raise ConfigError(f"--storage: no SQLite database at {target[len('sqlite:///') :]}")
+    return open_storage(url)
+
+
+def load_study(url: str | None, study_name: str | None = None) -> optuna.Study:
+    """Load an existing study; with no name, the storage's only study.
+
+    Raises:
+        ConfigError: The storage is missing, has no such study, or (with no name) holds
+            none or several (the message lists them).
+    """
+    storage = open_existing_storage(url)
+    shown = mask_url(url or DEFAULT_STORAGE)
+    names = optuna.study.get_all_study_names(storage)
+    if study_name is None:
+        if not names:
+            raise ConfigError(f"--storage: {shown} holds no study yet")
+        if len(names) > 1:
+            raise ConfigError(
+                f"--study-name: {shown} holds {len(names)} studies ({', '.join(names)}); name one"
+            )
+        study_name = names[0]
+    if study_name not in names:
+        known = ", ".join(names) or "none"
+        raise ConfigError(
+            f"--study-name: no study {study_name!r} in {shown} (studies there: {known})"
+        )
+    return optuna.load_study(study_name=study_name, storage=storage)
+
+
 def create_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
     """The study's sampler, seeded. TPE is multivariate with grouped decomposition, so the
     conditional parameters (per optimizer, per schedule) are modelled jointly."""
@@ -153,25 +198,32 @@ def create_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
 
 
 def _pruning_callback(trial: optuna.Trial, config: StudyConfig) -> pl.Callback:
+    """optuna-integration's pruning callback; a pruned trial records why in its user attrs
+    (``pruned``: the step, the metric and the pruner), which optuna-dashboard shows."""
     from optuna_integration import PyTorchLightningPruningCallback
 
-    if config.budget.epochs is not None:
-        return PyTorchLightningPruningCallback(trial, monitor=config.objective.metric)
+    by_step = config.budget.epochs is None
+    pruner = config.pruner.name
 
-    class _StepPruning(PyTorchLightningPruningCallback):
-        """Reports at the global step (a steps budget validates every N steps)."""
-
+    class _Pruning(PyTorchLightningPruningCallback):
         def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            if trainer.sanity_checking:
-                return
             score = trainer.callback_metrics.get(self.monitor)
-            if score is None:
-                return super().on_validation_end(trainer, pl_module)
-            self._trial.report(score.item(), step=trainer.global_step)
-            if self._trial.should_prune():
-                raise optuna.TrialPruned(f"Trial was pruned at step {trainer.global_step}.")
+            try:
+                if by_step and score is not None and not trainer.sanity_checking:
+                    # a steps budget validates every N steps: report at the global step
+                    self._trial.report(score.item(), step=trainer.global_step)
+                    if self._trial.should_prune():
+                        raise optuna.TrialPruned(f"Trial was pruned at step {trainer.global_step}.")
+                else:
+                    super().on_validation_end(trainer, pl_module)
+            except optuna.TrialPruned as pruned:
+                value = f" with {self.monitor} {score.item():.4g}" if score is not None else ""
+                self._trial.set_user_attr(
+                    "pruned", f"{str(pruned).rstrip('.')}{value} ({pruner} pruner)"
+                )
+                raise
 
-    return _StepPruning(trial, monitor=config.objective.metric)
+    return _Pruning(trial, monitor=config.objective.metric)
 
 
 def _monitor_callback(trial: optuna.Trial, explode_factor: float = 10.0) -> pl.Callback:
@@ -252,7 +304,9 @@ def _fail_dead_trials(study: optuna.Study) -> int:
 
 def _comparable(config: StudyConfig) -> dict[str, Any]:
     data = config.to_dict()
-    for key in ("n_trials", "timeout", "storage", "question", "expected_cost", "data_dir"):
+    for key in (
+        "n_trials", "timeout", "storage", "artifacts", "question", "expected_cost", "data_dir"
+    ):  # fmt: skip
         data.pop(key, None)
     return data
 
@@ -294,6 +348,25 @@ def _auto_lr(study: optuna.Study, config: StudyConfig) -> dict[str, Any]:
         log.info("lr auto: %s in [%.3g, %.3g] from the %s", result.label, low, high, source)
     study.set_user_attr(_ATTR_LR_AUTO, found)
     return found
+
+
+def _name_objective(study: optuna.Study, config: StudyConfig) -> None:
+    """Label the objective with its metric in optuna-dashboard (not "Objective 0")."""
+    if study.metric_names != [config.objective.metric]:
+        with warnings.catch_warnings():  # set_metric_names is marked experimental
+            warnings.simplefilter("ignore")
+            study.set_metric_names([config.objective.metric])
+
+
+def _artifact_folder(study: optuna.Study, config: StudyConfig) -> Path:
+    """The study's artifact folder (``artifacts:`` or beside the storage), recorded in the
+    study so ``lrtune dashboard`` finds it."""
+    from lrtune.dashboard import ATTR_ARTIFACTS, artifact_dir_for
+
+    folder = Path(config.artifacts or artifact_dir_for(config.storage)).absolute()
+    if study.user_attrs.get(ATTR_ARTIFACTS) != str(folder):
+        study.set_user_attr(ATTR_ARTIFACTS, str(folder))
+    return folder
 
 
 def _enqueue_defaults(
@@ -446,13 +519,72 @@ def _train_trial(
     return metrics
 
 
-def _save_note(study: optuna.Study, config: StudyConfig, auto: dict[str, Any]) -> None:
-    """The study note optuna-dashboard shows (question, space, best, best per optimizer)."""
-    from optuna_dashboard import save_note
+class _NotePublisher:
+    """Keeps the study note in optuna-dashboard current during a search: after a trial when
+    the best trial changed or ``interval`` seconds have passed, and at the end."""
 
-    from lrtune.report import study_note
+    def __init__(self, config: StudyConfig, auto: dict[str, Any], interval: float = 10.0):
+        self._config = config
+        self._auto = auto
+        self._interval = interval
+        self._last = -math.inf
+        self._best: int | None = None
 
-    save_note(study, study_note(study, config, auto))
+    def publish(self, study: optuna.Study) -> None:
+        from lrtune.dashboard import publish_note
+        from lrtune.report import study_note
+
+        try:
+            publish_note(study, study_note(study, self._config, self._auto))
+        except Exception as error:  # a note that did not save must not end the search
+            log.warning("could not save the study note: %s", error)
+        self._last = time.perf_counter()
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        try:
+            best: int | None = study.best_trial.number
+        except ValueError:
+            best = None
+        if best != self._best or time.perf_counter() - self._last >= self._interval:
+            self._best = best
+            self.publish(study)
+
+
+def _upload_lr_curves(study: optuna.Study, auto: dict[str, Any], folder: Path) -> None:
+    """The range tests of ``lr: auto``, as an HTML artifact (once per study)."""
+    import tempfile
+
+    from lrtune.dashboard import upload_artifact
+    from lrtune.lr_range import LRFinderResult
+    from lrtune.report import lr_curves_figure, write_html
+
+    results = [LRFinderResult.from_dict(v["result"]) for v in auto.values() if v.get("result")]
+    if not results:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_html(
+            lr_curves_figure(results, title=f"LR range tests: study {study.study_name}"),
+            Path(tmp) / "lr-range-test.html",
+        )
+        upload_artifact(study, folder, path, replace=True)
+
+
+def _upload_report(study: optuna.Study, folder: Path, storage: str) -> None:
+    """The study report as an HTML artifact, named after the trials it covers."""
+    import tempfile
+
+    from lrtune.dashboard import upload_artifact
+    from lrtune.report import write_report
+
+    finished = _finished(study)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"report-{finished}-trials.html"
+        try:
+            write_report(study, path, storage=mask_url(storage))
+        except Exception as error:  # a report that failed must not end the search
+            log.warning("could not write the study report: %s", error)
+            return
+        upload_artifact(study, folder, path, replace=True)
 
 
 def best_config(study: optuna.Study) -> TrainConfig:
@@ -508,6 +640,7 @@ def search(
     datamodule_factory: Callable[[TrainConfig], pl.LightningDataModule] | None = None,
     progress: TextIO | None = sys.stderr,
     best_out: str | Path | None = None,
+    publish: bool = True,
     **fields: Any,
 ) -> optuna.Study:
     """Run (or resume) a study until ``n_trials`` trials have finished or time runs out.
@@ -523,6 +656,9 @@ def search(
         progress: Stream for one line per finished trial and the summary (``None``: quiet).
         best_out: Write the best trial's configuration here as YAML, which
             ``lrtune train --config`` reproduces.
+        publish: Keep the study note current in optuna-dashboard during the search, and
+            upload the range-test curves and, at the end, the study report as Optuna
+            artifacts (default ``True``; see :func:`lrtune.dashboard.artifact_dir_for`).
         **fields: Top-level study fields to override, e.g. ``n_trials=10``.
 
     Returns:
@@ -540,6 +676,10 @@ def search(
             from lrtune.training import datamodule_for
 
             datamodule_for(config.base_train_config()).prepare_data()
+        if publish:
+            from lrtune.dashboard import artifact_dir_for, check_artifact_dir
+
+            check_artifact_dir(config.artifacts or artifact_dir_for(config.storage))
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}" if source else str(error)) from None
     storage_url = config.storage or DEFAULT_STORAGE
@@ -557,17 +697,26 @@ def search(
     if retried and progress is not None:
         print(f"lrtune: {retried} trial(s) left running by a dead process: failed, retrying",
               file=progress)  # fmt: skip
+    _name_objective(optuna_study, config)
+    folder = _artifact_folder(optuna_study, config)
     auto: dict[str, Any] = {}
     if config.space.lr.auto:
         auto = _auto_lr(optuna_study, config)
+        if publish:
+            _upload_lr_curves(optuna_study, auto, folder)
     ranges = lr_ranges(config, {k: tuple(v["range"]) for k, v in auto.items()})
     _enqueue_defaults(optuna_study, config, ranges)
+    note = _NotePublisher(config, auto)
+    if publish:
+        note.publish(optuna_study)
     done = _finished(optuna_study)
     remaining = None if config.n_trials is None else max(0, config.n_trials - done)
     if remaining != 0:
         callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = [
             _Progress(progress, config.n_trials, done)
         ]
+        if publish:
+            callbacks.append(note)
         if config.n_trials is not None:
             callbacks.append(optuna.study.MaxTrialsCallback(config.n_trials, states=_FINISHED))
         optuna_study.optimize(
@@ -578,7 +727,9 @@ def search(
             gc_after_trial=True,
             catch=(RuntimeError, ValueError, ArithmeticError),
         )
-    _save_note(optuna_study, config, auto)
+    if publish:
+        note.publish(optuna_study)
+        _upload_report(optuna_study, folder, storage_url)
     if progress is not None:
         _summary(optuna_study, progress)
     if best_out is not None and any(

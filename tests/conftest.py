@@ -74,3 +74,44 @@ def write_cifar(root: Path, variant: str, *, per_batch: int, archive: bool, seed
         name = "cifar-10-python.tar.gz" if variant == "cifar10" else "cifar-100-python.tar.gz"
         return write_tar(root / name, files)
     return write_folder(root, files)
+
+
+FINISHED_STUDY_YAML = """\
+name: finished
+question: Which of SGD and Adam trains the digits MLP best in 3 epochs?
+dataset: digits
+model: mlp
+model_options: {width: 32}
+batch_size: 64
+budget: {epochs: 3}
+objective: {metric: val_acc}
+n_trials: 8
+pruner: {name: median, options: {n_startup_trials: 2, n_warmup_steps: 0}}
+seed: 0
+enqueue_defaults: true
+space:
+  optimizers: [sgd, adam]
+  lr: {auto: true, num_steps: 30}
+  schedules: [constant, cosine]
+"""
+
+
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A small real study run by ``lrtune.search`` (range tests, pruning, note, artifacts).
+
+    Returns ``{"storage", "study_name", "artifacts", "study_file"}``; treat it as read-only.
+    """
+    from lrtune.study import search
+
+    root = tmp_path_factory.mktemp("finished-study")
+    study_file = root / "finished.yaml"
+    study_file.write_text(FINISHED_STUDY_YAML)
+    storage = root / "studies.journal"
+    search(study_file, storage=str(storage), progress=None)
+    return {
+        "storage": str(storage),
+        "study_name": "finished",
+        "artifacts": root / "studies.artifacts",
+        "study_file": study_file,
+    }
