@@ -712,17 +712,24 @@ def list_command(
             print(f"  {row['name']:<14} {row['description']}{extra}")
 
 
-@app.callback()
-def _root(
-    version: Annotated[
-        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
-    ] = False,
-) -> None:
-    if version:
+def _version(value: bool) -> None:
+    if value:
         from lrtune import __version__
 
         print(f"lrtune {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_version
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -734,6 +741,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lrtune: error: {error}", file=sys.stderr)
         return 2
     except _ClickException as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # bare `lrtune`: the help, exit 0
+            print(error.ctx.get_help())  # type: ignore[attr-defined]
+            return 0
         message = error.format_message()  # type: ignore[attr-defined]
         print(f"lrtune: error: {' '.join(message.split())}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ artifact folder beside it) and keeps the server on localhost unless asked otherw
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import socket
 import sys
@@ -173,6 +174,10 @@ class _ThreadingServer(WSGIServer):
             self.shutdown_request(request)
 
 
+class _ThreadingServer6(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
 def _default_artifacts(storage: optuna.storages.BaseStorage, storage_url: str | None) -> Path:
     """The folder the studies in ``storage`` uploaded to (if they agree), else the default."""
     import optuna
@@ -207,21 +212,22 @@ def dashboard_server(
     Raises:
         ConfigError: The storage does not exist or cannot be opened, or the port is taken.
     """
-    from optuna_dashboard import wsgi
-
     from lrtune.study import open_existing_storage
 
     storage = open_existing_storage(storage_url)
     folder = Path(artifacts) if artifacts is not None else _default_artifacts(storage, storage_url)
+    from optuna_dashboard import wsgi
+
     app = wsgi(storage, artifact_store=artifact_store(folder))
+    server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
     try:
         server = make_server(
-            host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
+            host, port, app, server_class=server_class, handler_class=_QuietHandler
         )
     except socket.gaierror:
         raise ConfigError(f"--host: cannot resolve {host!r}") from None
     except OSError as error:
-        reason = "in use" if error.errno == 98 else error.strerror or str(error)
+        reason = "in use" if error.errno == errno.EADDRINUSE else error.strerror or str(error)
         raise ConfigError(f"--port: cannot listen on {host}:{port} ({reason})") from None
     server.artifact_dir = folder  # type: ignore[attr-defined]
     try:
@@ -256,7 +262,7 @@ def serve(
         shown = f"[{host}]" if ":" in host else host
         if stream is not None:
             print(
-                f"lrtune: optuna-dashboard on http://{shown}:{port}/dashboard/ "
+                f"lrtune: optuna-dashboard on http://{shown}:{server.server_port}/dashboard/ "
                 f"(storage {mask_url(storage_url or DEFAULT_STORAGE)}, artifacts "
                 f"{server.artifact_dir}); Ctrl-C stops it",  # type: ignore[attr-defined]
                 file=stream,

@@ -159,6 +159,11 @@ def study_note(study: Any, config: Any, lr_auto: dict[str, Any] | None = None) -
             low, high = entry["range"]
             lines.append(f"| {name} | {low:.3g} – {high:.3g} | {entry['source']} |")
         lines.append("")
+    lines += [
+        "**Figures:** the study's artifacts hold the LR range-test curves and, when a search "
+        "ends, the full report (`lrtune report` writes one at any time).",
+        "",
+    ]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         return "\n".join([*lines, "No complete trial yet."])
@@ -350,6 +355,7 @@ def lr_vs_metric_figure(view: _View) -> go.Figure:
     pad = 0.05 * max(high - low, 1e-9)
     floor, top = low - 2 * pad, high + pad
     colors = _palette(_optimizer_order(view))
+    legend: set[str] = set()
     for i, name in enumerate(names):
         row, col = i // cols + 1, i % cols + 1
         mine = [t for t in view.trials if _optimizer(t) == name and _lr(t) is not None]
@@ -362,6 +368,8 @@ def lr_vs_metric_figure(view: _View) -> go.Figure:
             if not trials:
                 continue
             ys = [floor if kind == "diverged" else _last_value(t) for t in trials]
+            first = kind not in legend
+            legend.add(kind)
             text = [
                 f"trial {t.number} ({kind}) "
                 + str(t.user_attrs.get("diverged") or t.user_attrs.get("pruned") or "")
@@ -370,7 +378,7 @@ def lr_vs_metric_figure(view: _View) -> go.Figure:
             fig.add_trace(
                 go.Scatter(
                     x=[_lr(t) for t in trials], y=ys, mode="markers", name=kind,
-                    legendgroup=kind, showlegend=i == 0 or kind not in {"complete"},
+                    legendgroup=kind, showlegend=first,
                     marker={"color": color, "symbol": symbol, "size": 8,
                             "line": {"width": 1.5, "color": color}},
                     text=text,
@@ -383,22 +391,26 @@ def lr_vs_metric_figure(view: _View) -> go.Figure:
         bracket = (entry.get("result") or {}).get("bracket")
         if bracket:
             lo, hi = bracket
+            first = "bracket" not in legend
+            legend.add("bracket")
             fig.add_trace(
                 go.Scatter(
                     x=[lo, hi, hi, lo, lo], y=[floor, floor, top, top, floor], fill="toself",
                     fillcolor=colors[name], opacity=0.15, line={"width": 0}, mode="lines",
                     name="range-test bracket", legendgroup="bracket",
-                    showlegend=i == 0, hoverinfo="name",
+                    showlegend=first, hoverinfo="name",
                 ),
                 row=row, col=col,
             )  # fmt: skip
         searched = entry.get("range")
         if searched:
+            first = "range" not in legend
+            legend.add("range")
             for x in searched:
                 fig.add_trace(
                     go.Scatter(
                         x=[x, x], y=[floor, top], mode="lines", name="searched LR range",
-                        legendgroup="range", showlegend=i == 0 and x == searched[0],
+                        legendgroup="range", showlegend=first and x == searched[0],
                         line={"color": "#555", "dash": "dot", "width": 1}, hoverinfo="name",
                     ),
                     row=row, col=col,
@@ -408,7 +420,7 @@ def lr_vs_metric_figure(view: _View) -> go.Figure:
     fig.update_yaxes(title_text=view.metric, col=1)
     fig.update_layout(
         title=f"{view.metric} vs learning rate, per optimizer", template="plotly_white",
-        height=320 * rows + 80, legend={"orientation": "h", "y": -0.08 if rows == 1 else -0.04},
+        height=320 * rows + 100,
     )  # fmt: skip
     return fig
 
@@ -445,6 +457,8 @@ def learning_curves_figure(view: _View) -> go.Figure:
     unit = "epoch"
     if view.config is not None and view.config.budget.epochs is None:
         unit = "step"
+    else:
+        fig.update_xaxes(dtick=1)  # whole epochs, not 0.5
     fig.update_layout(
         title=f"Learning curves: {view.metric} per {unit} (pruned dotted, diverged red)",
         xaxis_title=unit, yaxis_title=view.metric, template="plotly_white", height=460,
@@ -810,7 +824,10 @@ def study_report(
             f"(as validated)</summary><pre>{_esc(_yaml(config.to_dict()))}</pre></details>"
             "</section>"
         )
-    if plotlyjs == "inline":
+    drawn = 'class="plotly-graph-div"' in "".join(sections)
+    if not drawn:
+        script = ""  # nothing to draw: keep the page small
+    elif plotlyjs == "inline":
         from plotly.offline import get_plotlyjs
 
         script = f'<script type="text/javascript">{get_plotlyjs()}</script>'

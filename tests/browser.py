@@ -28,7 +28,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -234,6 +234,8 @@ class PageCheck:
     """``document.title``."""
     text: str
     """``document.body.innerText``."""
+    evaluated: Any = None
+    """The value of ``check_page``'s ``evaluate`` expression (``None`` when not given)."""
 
     def nonblank_fraction(self) -> float:
         """Fraction of screenshot pixels that differ from the most common (background) colour.
@@ -254,6 +256,7 @@ def check_page(
     timeout_s: float = 60,
     block_external: bool = True,
     settle_ms: int = 500,
+    evaluate: str | None = None,
 ) -> PageCheck:
     """Open ``url`` in a fresh headless Chromium, let it settle, screenshot it, and report.
 
@@ -265,6 +268,9 @@ def check_page(
     playwright's error. With ``block_external`` (the default) external requests are recorded
     and aborted, so the check runs offline; the console error Chromium logs for each aborted
     request is left out of ``errors`` since the request is already in ``external_requests``.
+    ``evaluate``, if given, is a JavaScript expression or function (as for playwright's
+    ``page.evaluate``) run after the screenshot; its JSON-serialisable value is returned in
+    :attr:`PageCheck.evaluated` (e.g. ``"document.querySelectorAll('.x').length"``).
     The browser is closed however this returns.
     """
     from playwright.sync_api import sync_playwright
@@ -330,6 +336,7 @@ def check_page(
             page.screenshot(path=screenshot, full_page=full_page, type="png", timeout=timeout_ms)
             title = page.title()
             text = page.evaluate("() => document.body ? document.body.innerText : ''")
+            evaluated = page.evaluate(evaluate) if evaluate is not None else None
         finally:
             browser.close()
     return PageCheck(
@@ -338,4 +345,5 @@ def check_page(
         screenshot=screenshot,
         title=title,
         text=text,
+        evaluated=evaluated,
     )

@@ -257,3 +257,15 @@ def test_find_lr_bad_input(
     assert code == 2 and out == ""
     assert err.startswith("lrtune: error: ") and err.count("\n") == 1, err
     assert expected in err
+
+
+def test_version_and_bare_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from lrtune import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"lrtune {__version__}"
+    assert main([]) == 0  # bare `lrtune`: the help, every command listed
+    out = capsys.readouterr().out
+    assert out.startswith("Usage: lrtune")
+    for command in ("train", "find-lr", "search", "best", "report", "dashboard", "list"):
+        assert f"  {command} " in out, command
