@@ -475,6 +475,15 @@ def search_command(
         typer.Option(help="Write the best configuration as YAML (default best-<study>.yaml)."),
     ] = None,
     artifacts: ArtifactsOpt = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes on this machine, all on the same storage (CPU threads "
+            "split between them; one GPU each when there are several). Other machines join "
+            "with the same command and storage URL.",
+        ),
+    ] = 1,
     json_out: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial lines.")] = False,
 ) -> None:
@@ -486,6 +495,11 @@ def search_command(
     LR range-test curves are uploaded as an artifact. At the end: best trial per optimizer,
     the best config written as YAML for `lrtune train --config`, and the study report
     (`lrtune report`) uploaded as an artifact. See them with `lrtune dashboard`.
+
+    Scale out: --workers N runs N processes here; more machines join by running the same
+    command with the same --storage (PostgreSQL/MySQL URL, or a journal file on a shared
+    filesystem). The study stops at n_trials finished trials across all of them.
+    Exit codes: 0 done, 2 bad input, 1 trials kept failing the same way (study stopped).
     """
 
     overrides: dict[str, Any] = {}
@@ -509,8 +523,9 @@ def search_command(
 
     out = best_out or Path(f"best-{config.name}.yaml")
     study = search(
-        study_file, overrides=overrides, progress=None if quiet else sys.stderr, best_out=out
-    )
+        study_file, overrides=overrides, progress=None if quiet else sys.stderr, best_out=out,
+        workers=workers,
+    )  # fmt: skip
     from lrtune.study import DEFAULT_STORAGE, mask_url
 
     storage_shown = mask_url(config.storage or DEFAULT_STORAGE)
@@ -738,8 +753,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=args, prog_name="lrtune", standalone_mode=False)
     except LrtuneError as error:
-        print(f"lrtune: error: {error}", file=sys.stderr)
-        return 2
+        from lrtune.errors import StudyFailedError
+        from lrtune.study import mask_url
+
+        print(f"lrtune: error: {mask_url(str(error))}", file=sys.stderr)
+        return 1 if isinstance(error, StudyFailedError) else 2
     except _ClickException as error:
         if type(error).__name__ == "NoArgsIsHelpError":  # bare `lrtune`: the help, exit 0
             print(error.ctx.get_help())  # type: ignore[attr-defined]

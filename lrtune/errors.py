@@ -6,7 +6,7 @@ prints such errors as one line on stderr and exits with code 2; anything else is
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "LrtuneError"]
+__all__ = ["ConfigError", "DataError", "LrtuneError", "StudyFailedError"]
 
 
 class LrtuneError(Exception):
@@ -24,4 +24,13 @@ class DataError(LrtuneError, OSError):
     """A dataset file is missing, truncated, corrupt or cannot be downloaded.
 
     The message names the file and says what is wrong with it.
+    """
+
+
+class StudyFailedError(LrtuneError):
+    """A study stopped because its trials keep failing the same way (a bug in a module,
+    out of memory, ...), rather than spend its budget on failures.
+
+    The message names the error and the trials. Finished trials are kept; fix the cause
+    and rerun to resume. The CLI exits with code 1.
     """

@@ -14,9 +14,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
-import os
 import re
-import socket
 import sys
 import time
 import warnings
@@ -27,8 +25,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 import optuna
 from optuna.trial import TrialState
 
+from lrtune import _coordination as coord
 from lrtune.config import StudyConfig, TrainConfig, study_config_from
-from lrtune.errors import ConfigError, LrtuneError
+from lrtune.errors import ConfigError, LrtuneError, StudyFailedError
 from lrtune.space import default_params, lr_ranges, suggest_config
 
 if TYPE_CHECKING:
@@ -128,7 +127,7 @@ def load_study(url: str | None, study_name: str | None = None) -> optuna.Study:
     """
     storage = open_existing_storage(url)
     shown = mask_url(url or DEFAULT_STORAGE)
-    names = optuna.study.get_all_study_names(storage)
+    names = [n for n in optuna.study.get_all_study_names(storage) if not coord.is_lock_study(n)]
     if study_name is None:
         if not names:
             raise ConfigError(f"--storage: {shown} holds no study yet")
@@ -273,35 +272,6 @@ def _monitor_callback(trial: optuna.Trial, explode_factor: float = 10.0) -> pl.C
 # ----------------------------------------------------------------------------- the study
 
 
-def _worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _fail_dead_trials(study: optuna.Study) -> int:
-    """Fail RUNNING trials whose worker process on this host is gone; retry their params."""
-    host = socket.gethostname()
-    failed = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = str(trial.user_attrs.get("worker", ""))
-        worker_host, _, pid = worker.rpartition(":")
-        if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
-            continue
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        failed += 1
-    return failed
-
-
 def _comparable(config: StudyConfig) -> dict[str, Any]:
     data = config.to_dict()
     for key in (
@@ -314,7 +284,10 @@ def _comparable(config: StudyConfig) -> dict[str, Any]:
 def _check_same_study(study: optuna.Study, config: StudyConfig, storage: str) -> None:
     stored = study.user_attrs.get(_ATTR_CONFIG)
     if stored is None:
-        study.set_user_attr(_ATTR_CONFIG, config.to_dict())
+        data = config.to_dict()
+        if data.get("storage"):  # the dashboard and reports show this: no passwords
+            data["storage"] = mask_url(str(data["storage"]))
+        study.set_user_attr(_ATTR_CONFIG, data)
         return
     old = StudyConfig.model_validate(stored)
     if _comparable(old) != _comparable(config):
@@ -386,19 +359,23 @@ def _finished(study: optuna.Study) -> int:
 class _Progress:
     """One line per finished trial: count, outcome, best so far, pruned, elapsed, ETA."""
 
-    def __init__(self, stream: TextIO | None, n_trials: int | None, start_count: int) -> None:
+    def __init__(
+        self, stream: TextIO | None, n_trials: int | None, start_count: int, tag: str = ""
+    ) -> None:
         self._stream = stream
+        self._tag = tag
         self._n = n_trials
         self._start_count = start_count
         self._start = time.perf_counter()
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if self._stream is None:
+        if self._stream is None or coord.SURPLUS in trial.user_attrs:
             return
         trials = study.get_trials(deepcopy=False)
         done = sum(t.state in _FINISHED for t in trials)
         pruned = sum(t.state == TrialState.PRUNED for t in trials)
-        failed = sum(t.state == TrialState.FAIL for t in trials)
+        failed = sum(t.state == TrialState.FAIL and coord.SURPLUS not in t.user_attrs
+                     for t in trials)  # fmt: skip
         elapsed = time.perf_counter() - self._start
         ran = max(1, done - self._start_count)
         eta = ""
@@ -412,6 +389,8 @@ class _Progress:
             outcome = f"{study.direction.name.lower()[:3]} {trial.value:.4g}"
         elif trial.state == TrialState.PRUNED:
             outcome = "diverged" if "diverged" in trial.user_attrs else "pruned"
+        elif trial.state == TrialState.FAIL:
+            outcome = f"failed ({trial.user_attrs.get('error', 'see the log above')})"
         else:
             outcome = trial.state.name.lower()
         try:
@@ -420,7 +399,7 @@ class _Progress:
             best = "no complete trial yet"
         total = f"/{self._n}" if self._n else ""
         print(
-            f"[{done}{total}] trial {trial.number} {what}: {outcome} | {best} | "
+            f"{self._tag}[{done}{total}] trial {trial.number} {what}: {outcome} | {best} | "
             f"{pruned} pruned, {failed} failed | {_clock(elapsed)}{eta}",
             file=self._stream,
             flush=True,
@@ -432,6 +411,16 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 60:02d}:{seconds % 60:02d}"
 
 
+class _Surplus(Exception):
+    """This trial would exceed n_trials (other workers' trials got there first)."""
+
+
+def _error_text(error: BaseException) -> str:
+    """``Type: first line of the message`` (passwords in URLs masked), for user attrs."""
+    lines = str(error).strip().splitlines()
+    return mask_url(f"{type(error).__name__}: {lines[0] if lines else ''}")[:500]
+
+
 def _objective(
     config: StudyConfig,
     ranges: Mapping[str, tuple[float, float]],
@@ -439,18 +428,34 @@ def _objective(
     datamodule_factory: Callable[[TrainConfig], pl.LightningDataModule] | None,
 ) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
-        trial.set_user_attr("worker", _worker_id())
-        train_config = suggest_config(trial, config, ranges)
-        trial.set_user_attr("config", train_config.to_dict())
-        start = time.perf_counter()
-        try:
-            metrics = _train_trial(trial, config, train_config, module_factory, datamodule_factory)
-        except optuna.TrialPruned:
-            trial.set_user_attr("seconds", time.perf_counter() - start)
-            raise
-        finally:
-            gc.collect()
-            _empty_device_cache()
+        if config.n_trials is not None:
+            ahead = coord.trials_ahead(trial.study, trial.number)
+            if ahead >= config.n_trials:
+                reason = (
+                    f"not run: {ahead} trials were already finished or running "
+                    f"(n_trials {config.n_trials})"
+                )
+                trial.set_user_attr(coord.SURPLUS, reason)
+                raise _Surplus(reason)
+        with coord.TrialHeartbeat(trial):
+            trial.set_user_attr("worker", coord.worker_id())
+            train_config = suggest_config(trial, config, ranges)
+            trial.set_user_attr("config", train_config.to_dict())
+            start = time.perf_counter()
+            try:
+                metrics = _train_trial(
+                    trial, config, train_config, module_factory, datamodule_factory
+                )
+            except optuna.TrialPruned:
+                trial.set_user_attr("seconds", time.perf_counter() - start)
+                raise
+            except Exception as error:  # recorded, then Optuna fails the trial
+                trial.set_user_attr("seconds", time.perf_counter() - start)
+                trial.set_user_attr("error", _error_text(error))
+                raise
+            finally:
+                gc.collect()
+                _empty_device_cache()
         trial.set_user_attr("seconds", time.perf_counter() - start)
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
@@ -632,6 +637,191 @@ def _summary(study: optuna.Study, stream: TextIO) -> None:
         )
 
 
+def _validated(
+    study: str | Path | StudyConfig, overrides: Mapping[str, Any]
+) -> tuple[StudyConfig, str | None]:
+    config = study if isinstance(study, StudyConfig) else study_config_from(study, overrides)
+    if isinstance(study, StudyConfig) and overrides:
+        config = StudyConfig.model_validate({**config.to_dict(), **overrides})
+    return config, None if isinstance(study, StudyConfig) else str(study)
+
+
+def _precheck(
+    config: StudyConfig,
+    source: str | None,
+    *,
+    datamodule_factory: object,
+    publish: bool,
+    workers: int,
+    factories: tuple[object, ...],
+) -> None:
+    """Everything that can be wrong with the input, before the storage is touched."""
+    try:
+        if workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {workers}")
+        create_sampler(config), create_pruner(config)
+        if datamodule_factory is None:
+            from lrtune.training import datamodule_for
+
+            datamodule_for(config.base_train_config()).prepare_data()
+        if publish:
+            from lrtune.dashboard import artifact_dir_for, check_artifact_dir
+
+            check_artifact_dir(config.artifacts or artifact_dir_for(config.storage))
+        if workers > 1:
+            import pickle
+
+            for factory in factories:
+                if factory is None:
+                    continue
+                try:
+                    pickle.dumps(factory)
+                except Exception:
+                    raise ConfigError(
+                        f"{getattr(factory, '__name__', factory)!s} cannot be sent to worker "
+                        "processes: with workers > 1, factories must be module-level "
+                        "functions (no lambdas or closures)"
+                    ) from None
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}" if source else str(error)) from None
+
+
+def _open_study(config: StudyConfig) -> optuna.Study:
+    """Create or load the study and check it was made with the same configuration."""
+    storage = open_storage(config.storage)
+    study = optuna.create_study(
+        storage=storage,
+        sampler=create_sampler(config),
+        pruner=create_pruner(config),
+        study_name=config.name,
+        direction=config.objective.resolved_direction,  # type: ignore[arg-type]
+        load_if_exists=True,
+    )
+    _check_same_study(study, config, config.storage or DEFAULT_STORAGE)
+    return study
+
+
+class _FailureStreak:
+    """Stops a worker when ``limit`` trials in a row fail with the same error."""
+
+    def __init__(self, study_name: str, limit: int = 3) -> None:
+        self._study_name = study_name
+        self._limit = limit
+        self._kind: str | None = None
+        self._trials: list[int] = []
+
+    def update(self, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state != TrialState.FAIL:
+            self._kind, self._trials = None, []
+            return
+        if coord.SURPLUS in trial.user_attrs:
+            return
+        error = str(trial.user_attrs.get("error") or trial.system_attrs.get("fail_reason", "?"))
+        error = error.strip().splitlines()[0] if error.strip() else "?"
+        kind = re.sub(r"\d+(\.\d+)?", "#", error)  # "tried to allocate 2.1 GiB" ~ "3.4 GiB"
+        if kind != self._kind:
+            self._kind, self._trials = kind, []
+        self._trials.append(trial.number)
+        if len(self._trials) >= self._limit:
+            raise StudyFailedError(
+                f"study {self._study_name!r}: {len(self._trials)} trials in a row failed with "
+                f"{error} (trials {', '.join(map(str, self._trials))}); stopped instead of "
+                "spending the budget on failures. Fix the cause and rerun: finished trials "
+                "are kept"
+            )
+
+
+def _optimize(
+    study: optuna.Study,
+    config: StudyConfig,
+    objective: Callable[[optuna.Trial], float],
+    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]],
+    progress: TextIO | None,
+    parallel: bool = False,
+) -> None:
+    """Run trials one at a time until ``n_trials`` have finished across all workers, the
+    timeout passes, or trials keep failing.
+
+    Before each trial: fail the trials of dead workers (any worker may), then stop if
+    enough trials have finished, or wait while the running ones would make enough (one of
+    them may still fail). ``study.optimize(n_trials=1)`` runs the trial, so Optuna's
+    heartbeat (RDB storages), failure recording and callbacks all apply.
+    """
+    deadline = None if config.timeout is None else time.monotonic() + config.timeout
+    streak = _FailureStreak(config.name)
+    ran: list[optuna.trial.FrozenTrial] = []
+    next_check = 0.0
+    reseeded = False
+    while deadline is None or time.monotonic() < deadline:
+        if time.monotonic() >= next_check:
+            retried = coord.fail_dead_trials(study)
+            if retried and progress is not None:
+                print(f"lrtune: trial(s) {', '.join(map(str, retried))} left running by a dead "
+                      "worker: failed, their parameters queued again", file=progress)  # fmt: skip
+            next_check = time.monotonic() + 10.0
+        finished, running = coord.count(study)
+        if not reseeded and (parallel or coord.others_running(study)):
+            # workers with the same seed would sample the same parameters: a single
+            # process is reproducible from the seed, parallel ones are not (as in Optuna)
+            study.sampler.reseed_rng()
+            reseeded = True
+        if config.n_trials is not None:
+            if finished >= config.n_trials:
+                break
+            if finished + running >= config.n_trials:
+                time.sleep(0.5)
+                continue
+        ran.clear()
+        study.optimize(
+            objective,
+            n_trials=1,
+            callbacks=[*callbacks, lambda _s, t: ran.append(t)],
+            gc_after_trial=True,
+            catch=(Exception,),
+        )
+        if ran:
+            streak.update(ran[-1])
+
+
+def _run_worker(
+    config: StudyConfig,
+    *,
+    module_factory: Callable[[TrainConfig], pl.LightningModule] | None,
+    datamodule_factory: Callable[[TrainConfig], pl.LightningDataModule] | None,
+    progress: TextIO | None,
+    publish: bool,
+    tag: str = "",
+) -> optuna.Study:
+    """One worker: the study's set-up (under the set-up lock), then trials."""
+    study = _open_study(config)
+    with coord.setup_lock(study._storage, config.name):
+        retried = coord.fail_dead_trials(study)
+        if retried and progress is not None:
+            print(f"lrtune: {len(retried)} trial(s) left running by a dead process: failed, "
+                  "retrying", file=progress)  # fmt: skip
+        _name_objective(study, config)
+        folder = _artifact_folder(study, config)
+        auto: dict[str, Any] = {}
+        if config.space.lr.auto:
+            auto = _auto_lr(study, config)
+            if publish:
+                _upload_lr_curves(study, auto, folder)
+        ranges = lr_ranges(config, {k: tuple(v["range"]) for k, v in auto.items()})
+        _enqueue_defaults(study, config, ranges)
+    note = _NotePublisher(config, auto)
+    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = [
+        _Progress(progress, config.n_trials, _finished(study), tag)
+    ]
+    if publish:
+        note.publish(study)
+        callbacks.append(note)
+    _optimize(
+        study, config, _objective(config, ranges, module_factory, datamodule_factory),
+        callbacks, progress, parallel=bool(tag),
+    )  # fmt: skip
+    return study
+
+
 def search(
     study: str | Path | StudyConfig,
     *,
@@ -641,6 +831,7 @@ def search(
     progress: TextIO | None = sys.stderr,
     best_out: str | Path | None = None,
     publish: bool = True,
+    workers: int = 1,
     **fields: Any,
 ) -> optuna.Study:
     """Run (or resume) a study until ``n_trials`` trials have finished or time runs out.
@@ -659,77 +850,51 @@ def search(
         publish: Keep the study note current in optuna-dashboard during the search, and
             upload the range-test curves and, at the end, the study report as Optuna
             artifacts (default ``True``; see :func:`lrtune.dashboard.artifact_dir_for`).
+        workers: Worker processes on this machine (default 1: this process). Each runs
+            trials against the same storage; CPU threads are split between them and each
+            gets its own GPU when there are several. More machines join by running the
+            same search on the same storage.
         **fields: Top-level study fields to override, e.g. ``n_trials=10``.
 
     Returns:
         The ``optuna.Study`` (its user attrs hold the study config and ``lr: auto``'s
         ranges and curves under ``lrtune.lr_auto``).
+
+    Raises:
+        ConfigError: Bad input (nothing was written to the storage).
+        StudyFailedError: Trials kept failing the same way; the finished ones are kept.
     """
-    overrides = {**(overrides or {}), **fields}
-    config = study if isinstance(study, StudyConfig) else study_config_from(study, overrides)
-    if isinstance(study, StudyConfig) and overrides:
-        config = StudyConfig.model_validate({**config.to_dict(), **overrides})
-    source = None if isinstance(study, StudyConfig) else str(study)
-    try:  # everything that can be wrong with the input, before the storage is touched
-        sampler, pruner = create_sampler(config), create_pruner(config)
-        if datamodule_factory is None:
-            from lrtune.training import datamodule_for
+    config, source = _validated(study, {**(overrides or {}), **fields})
+    _precheck(
+        config, source, datamodule_factory=datamodule_factory, publish=publish,
+        workers=workers, factories=(module_factory, datamodule_factory),
+    )  # fmt: skip
+    failure: StudyFailedError | None = None
+    try:
+        if workers > 1:
+            from lrtune.workers import run_workers
 
-            datamodule_for(config.base_train_config()).prepare_data()
-        if publish:
-            from lrtune.dashboard import artifact_dir_for, check_artifact_dir
+            optuna_study = _open_study(config)
+            run_workers(
+                config, workers, module_factory=module_factory,
+                datamodule_factory=datamodule_factory, quiet=progress is None, publish=publish,
+            )  # fmt: skip
+        else:
+            optuna_study = _run_worker(
+                config, module_factory=module_factory, datamodule_factory=datamodule_factory,
+                progress=progress, publish=publish,
+            )  # fmt: skip
+    except StudyFailedError as error:
+        failure = error
+        optuna_study = _open_study(config)
+    if publish:
+        auto = dict(optuna_study.user_attrs.get(_ATTR_LR_AUTO) or {})
+        _NotePublisher(config, auto).publish(optuna_study)
+        from lrtune.dashboard import ATTR_ARTIFACTS, artifact_dir_for
 
-            check_artifact_dir(config.artifacts or artifact_dir_for(config.storage))
-    except ConfigError as error:
-        raise ConfigError(f"{source}: {error}" if source else str(error)) from None
-    storage_url = config.storage or DEFAULT_STORAGE
-    storage = open_storage(config.storage)
-    optuna_study = optuna.create_study(
-        storage=storage,
-        sampler=sampler,
-        pruner=pruner,
-        study_name=config.name,
-        direction=config.objective.resolved_direction,  # type: ignore[arg-type]
-        load_if_exists=True,
-    )
-    _check_same_study(optuna_study, config, storage_url)
-    retried = _fail_dead_trials(optuna_study)
-    if retried and progress is not None:
-        print(f"lrtune: {retried} trial(s) left running by a dead process: failed, retrying",
-              file=progress)  # fmt: skip
-    _name_objective(optuna_study, config)
-    folder = _artifact_folder(optuna_study, config)
-    auto: dict[str, Any] = {}
-    if config.space.lr.auto:
-        auto = _auto_lr(optuna_study, config)
-        if publish:
-            _upload_lr_curves(optuna_study, auto, folder)
-    ranges = lr_ranges(config, {k: tuple(v["range"]) for k, v in auto.items()})
-    _enqueue_defaults(optuna_study, config, ranges)
-    note = _NotePublisher(config, auto)
-    if publish:
-        note.publish(optuna_study)
-    done = _finished(optuna_study)
-    remaining = None if config.n_trials is None else max(0, config.n_trials - done)
-    if remaining != 0:
-        callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = [
-            _Progress(progress, config.n_trials, done)
-        ]
-        if publish:
-            callbacks.append(note)
-        if config.n_trials is not None:
-            callbacks.append(optuna.study.MaxTrialsCallback(config.n_trials, states=_FINISHED))
-        optuna_study.optimize(
-            _objective(config, ranges, module_factory, datamodule_factory),
-            n_trials=remaining,
-            timeout=config.timeout,
-            callbacks=callbacks,
-            gc_after_trial=True,
-            catch=(RuntimeError, ValueError, ArithmeticError),
-        )
-    if publish:
-        note.publish(optuna_study)
-        _upload_report(optuna_study, folder, storage_url)
+        recorded = optuna_study.user_attrs.get(ATTR_ARTIFACTS)
+        folder = Path(recorded or config.artifacts or artifact_dir_for(config.storage))
+        _upload_report(optuna_study, folder, config.storage or DEFAULT_STORAGE)
     if progress is not None:
         _summary(optuna_study, progress)
     if best_out is not None and any(
@@ -740,4 +905,6 @@ def search(
         path = Path(best_out)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(best_config(optuna_study).to_dict(), sort_keys=False))
+    if failure is not None:
+        raise failure
     return optuna_study

@@ -1,0 +1,187 @@
+"""Several worker processes on one machine, all running the same study on one storage.
+
+This is Optuna's own distributed model: each worker is an ordinary process that runs
+trials against the shared storage; nothing else coordinates them (see
+:mod:`lrtune._coordination` for how set-up and the trial count stay exact). Workers on
+other machines join by running the same ``lrtune search`` on the same storage URL.
+
+Each worker gets ``cpu_count // workers`` torch threads (tiny models on a shared CPU run
+10x slower when threads oversubscribe the cores) and, when there are several GPUs, one GPU
+(``CUDA_VISIBLE_DEVICES``), round robin. Workers die with the parent process (Linux), so
+killing ``lrtune search`` kills its workers; their running trials are failed and retried
+on the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from lrtune.errors import ConfigError, LrtuneError, StudyFailedError
+
+if TYPE_CHECKING:
+    from lrtune.config import StudyConfig
+
+__all__ = ["run_workers", "worker_plan"]
+
+
+def worker_plan(workers: int) -> list[dict[str, Any]]:
+    """Per worker: ``threads`` (torch CPU threads) and ``gpu`` (index, or ``None``)."""
+    gpus = 0
+    with contextlib.suppress(Exception):
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return [{"threads": threads, "gpu": (i % gpus) if gpus > 1 else None} for i in range(workers)]
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: get SIGKILL when the parent dies (no orphaned workers after kill -9)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _worker_main(
+    index: int,
+    parent: int,
+    config_data: dict[str, Any],
+    factories: tuple[Callable[..., Any] | None, Callable[..., Any] | None],
+    plan: dict[str, Any],
+    quiet: bool,
+    publish: bool,
+    results: Any,
+) -> None:
+    _die_with_parent(parent)
+    if plan["gpu"] is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(plan["gpu"])
+    import optuna
+    import torch
+
+    torch.set_num_threads(plan["threads"])
+    tag = f"w{index} "
+    logger = logging.getLogger("lrtune")
+    if not quiet and not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"lrtune {tag}%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    import lightning.pytorch  # noqa: F401  (sets its loggers to INFO on import)
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    from lrtune.config import StudyConfig
+    from lrtune.study import _error_text, _run_worker
+
+    try:
+        _run_worker(
+            StudyConfig.model_validate(config_data),
+            module_factory=factories[0],
+            datamodule_factory=factories[1],
+            progress=None if quiet else sys.stderr,
+            publish=publish,
+            tag=tag,
+        )
+    except StudyFailedError as error:
+        results.put((index, "failed", str(error)))
+    except LrtuneError as error:
+        results.put((index, "error", str(error)))
+    except KeyboardInterrupt:
+        results.put((index, "interrupted", ""))
+    except BaseException as error:
+        results.put((index, "crashed", _error_text(error)))
+        raise
+    else:
+        results.put((index, "ok", ""))
+
+
+def run_workers(
+    config: StudyConfig,
+    workers: int,
+    *,
+    module_factory: Callable[..., Any] | None = None,
+    datamodule_factory: Callable[..., Any] | None = None,
+    quiet: bool = False,
+    publish: bool = True,
+) -> None:
+    """Start ``workers`` processes on ``config``'s study and wait for all of them.
+
+    A worker that dies (killed, out of memory) leaves its running trial to the others,
+    which fail it and run its parameters again; the study still reaches ``n_trials``.
+
+    Raises:
+        StudyFailedError: A worker stopped because its trials kept failing.
+        LrtuneError: Every worker died, or one reported a configuration error.
+    """
+    import multiprocessing
+
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    context = multiprocessing.get_context("spawn")
+    results = context.SimpleQueue()
+    plan = worker_plan(workers)
+    processes = []
+    for index in range(workers):
+        process = context.Process(
+            target=_worker_main,
+            args=(
+                index,
+                os.getpid(),
+                config.to_dict(),
+                (module_factory, datamodule_factory),
+                plan[index],
+                quiet,
+                publish,
+                results,
+            ),
+            name=f"lrtune-worker-{index}",
+        )
+        process.start()
+        processes.append(process)
+    if not quiet:
+        threads = plan[0]["threads"]
+        gpus = sorted({p["gpu"] for p in plan if p["gpu"] is not None})
+        where = f"GPUs {gpus}" if gpus else f"{threads} CPU thread{'s' * (threads > 1)} each"
+        print(f"lrtune: {workers} workers on study {config.name!r} ({where})", file=sys.stderr)
+    try:
+        for process in processes:
+            process.join()
+    except KeyboardInterrupt:
+        deadline = time.monotonic() + 10
+        for process in processes:  # they got the terminal's SIGINT too: let them fail cleanly
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+        raise
+    reports: dict[int, tuple[str, str]] = {}
+    while not results.empty():
+        index, status, message = results.get()
+        reports[index] = (status, message)
+    failed = [msg for status, msg in reports.values() if status == "failed"]
+    if failed:
+        raise StudyFailedError(failed[0])
+    errors = [msg for status, msg in reports.values() if status == "error"]
+    if errors:
+        raise LrtuneError(errors[0])
+    dead = [f"w{i} (exit code {p.exitcode})" for i, p in enumerate(processes) if i not in reports]
+    crashed = [f"w{i}: {msg}" for i, (status, msg) in reports.items() if status == "crashed"]
+    if dead or crashed:
+        logging.getLogger("lrtune").warning(
+            "workers that did not finish: %s", "; ".join([*dead, *crashed])
+        )
+    if len(dead) + len(crashed) == workers:
+        raise LrtuneError(f"all {workers} workers died ({'; '.join([*dead, *crashed])})")
