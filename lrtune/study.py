@@ -65,6 +65,30 @@ def mask_url(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
+def _with_driver(url: str) -> str:
+    """``postgresql://`` and ``mysql://`` URLs get the driver that is installed.
+
+    SQLAlchemy's defaults (psycopg 3, mysqlclient) are often not the installed ones;
+    ``pip install lrtune[postgres]`` brings psycopg2, ``lrtune[mysql]`` PyMySQL.
+    """
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if not sep or "+" in scheme:
+        return url
+    choices = {
+        "postgresql": (("psycopg", "psycopg"), ("psycopg2", "psycopg2")),
+        "postgres": (("psycopg", "psycopg"), ("psycopg2", "psycopg2")),
+        "mysql": (("MySQLdb", "mysqldb"), ("pymysql", "pymysql")),
+        "mariadb": (("MySQLdb", "mysqldb"), ("pymysql", "pymysql")),
+    }.get(scheme)
+    for module, driver in choices or ():
+        if importlib.util.find_spec(module) is not None:
+            base = "postgresql" if scheme == "postgres" else scheme
+            return f"{base}+{driver}://{rest}"
+    return url
+
+
 def open_storage(url: str | None) -> optuna.storages.BaseStorage:
     """Open an Optuna storage: a URL (``sqlite:///x.db``, ``postgresql://...``) or a
     journal file path (default :data:`DEFAULT_STORAGE`).
@@ -80,7 +104,7 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
             with warnings.catch_warnings():  # heartbeats are marked experimental; we rely on them
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
-                    target,
+                    _with_driver(target),
                     heartbeat_interval=60,
                     grace_period=180,
                     heartbeat_stale_trial_callback=(

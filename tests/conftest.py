@@ -115,3 +115,42 @@ def finished_study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object
         "artifacts": root / "studies.artifacts",
         "study_file": study_file,
     }
+
+
+# --- Real databases (PostgreSQL, MariaDB/MySQL) for Optuna RDB storages: see tests/dbs.py ---
+# Self-contained block: it imports what it needs itself (tests.dbs inside the fixtures).
+
+from collections.abc import Iterator  # noqa: E402
+
+
+@pytest.fixture
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """SQLAlchemy URL of a new, empty PostgreSQL database, dropped after the test.
+
+    Skips when PostgreSQL is unavailable (fails under CI). The test must be marked
+    ``@pytest.mark.postgres``.
+    """
+    from tests.dbs import check_marked, fresh_postgres_db, require_postgres
+
+    check_marked(request.node, "postgres", "postgres_url")
+    require_postgres()
+    with fresh_postgres_db() as url:
+        yield url
+
+
+@pytest.fixture
+def mysql_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """SQLAlchemy URL of a new, empty MariaDB/MySQL database (utf8mb4), dropped after the test.
+
+    Skips when MariaDB/MySQL is unavailable (fails under CI). The test must be marked
+    ``@pytest.mark.mysql``.
+    """
+    from tests.dbs import check_marked, fresh_mysql_db, require_mysql
+
+    check_marked(request.node, "mysql", "mysql_url")
+    require_mysql()
+    with fresh_mysql_db() as url:
+        yield url
+
+
+# --- end of real-database fixtures ---
