@@ -331,6 +331,10 @@ def _auto_lr(study: optuna.Study, config: StudyConfig) -> dict[str, Any]:
 
     widen = config.space.lr.widen
     base = config.base_train_config()
+    log.info(
+        "lr auto: running the LR range tests of %d optimizer(s), once for the study",
+        len(config.space.optimizers),
+    )
     results = compare_optimizers(base, config.space.optimizers, num_steps=config.space.lr.num_steps)
     found: dict[str, Any] = {}
     for result in results:
