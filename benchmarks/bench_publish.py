@@ -31,11 +31,11 @@ def main() -> None:
 
     import optuna
 
-    from lrtune.cli import _quiet_lightning
+    from lrtune._logging import quiet_lightning
     from lrtune.report import write_report
     from lrtune.study import search
 
-    _quiet_lightning()
+    quiet_lightning()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study_file = ROOT / "studies" / "quickstart.yaml"
     times: dict[bool, list[float]] = {True: [], False: []}

@@ -7,16 +7,16 @@ Bad input (unknown names, out-of-range values, missing or corrupt files) prints 
 from __future__ import annotations
 
 import json
-import logging
 import re
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any
 
 import typer
 
+from lrtune._logging import log_to_stderr as _log_to_stderr
+from lrtune._logging import quiet_lightning as _quiet_lightning
 from lrtune.errors import LrtuneError
 
 __all__ = ["app", "main"]
@@ -58,38 +58,6 @@ _FLAGS = {
     "precision": "--precision",
     "val_fraction": "--val-fraction",
 }
-
-
-def _quiet_lightning() -> None:
-    """Keep Lightning's info chatter and known-harmless warnings off the terminal."""
-    import lightning.pytorch  # noqa: F401  (sets its loggers to INFO on import)
-
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is now (tests and notebooks swap it)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> TextIO:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: TextIO) -> None:
-        pass
-
-
-def _log_to_stderr() -> None:
-    """Show lrtune's own progress messages (data loading, downloads) on stderr."""
-    logger = logging.getLogger("lrtune")
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("lrtune: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
 
 
 def _parse_pairs(pairs: list[str] | None, flag: str, form: str = "KEY=VALUE") -> dict[str, Any]:

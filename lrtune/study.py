@@ -89,6 +89,35 @@ def _with_driver(url: str) -> str:
     return url
 
 
+def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """An RDBStorage with Optuna's heartbeat (trials of dead workers failed and retried).
+
+    Workers that open a new database at the same moment race to create Optuna's tables
+    ("table already exists", "duplicate key"): the loser waits and opens it again.
+    """
+    import random
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():  # heartbeats are marked experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=60,
+                    grace_period=180,
+                    heartbeat_stale_trial_callback=(
+                        optuna.storages.RetryHeartbeatStaleTrialCallback(3)
+                    ),
+                )
+        except Exception as error:
+            text = str(error).lower()
+            racing = "already exists" in text or "duplicate" in text
+            if not racing or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 + random.random() * 0.5)
+    raise AssertionError("unreachable")
+
+
 def open_storage(url: str | None) -> optuna.storages.BaseStorage:
     """Open an Optuna storage: a URL (``sqlite:///x.db``, ``postgresql://...``) or a
     journal file path (default :data:`DEFAULT_STORAGE`).
@@ -101,16 +130,7 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
     target = url or DEFAULT_STORAGE
     try:
         if "://" in target:
-            with warnings.catch_warnings():  # heartbeats are marked experimental; we rely on them
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
-                    _with_driver(target),
-                    heartbeat_interval=60,
-                    grace_period=180,
-                    heartbeat_stale_trial_callback=(
-                        optuna.storages.RetryHeartbeatStaleTrialCallback(3)
-                    ),
-                )
+            return _rdb_storage(_with_driver(target))
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         path = Path(target)

@@ -71,17 +71,11 @@ def _worker_main(
 
     torch.set_num_threads(plan["threads"])
     tag = f"w{index} "
-    logger = logging.getLogger("lrtune")
-    if not quiet and not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(f"lrtune {tag}%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-    import lightning.pytorch  # noqa: F401  (sets its loggers to INFO on import)
+    from lrtune._logging import log_to_stderr, quiet_lightning
 
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_lightning()
+    if not quiet:
+        log_to_stderr(f"lrtune {tag}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     from lrtune.config import StudyConfig
