@@ -863,10 +863,19 @@ def _run_worker(
     if publish:
         note.publish(study)
         callbacks.append(note)
-    _optimize(
-        study, config, _objective(config, ranges, module_factory, datamodule_factory),
-        callbacks, progress, parallel=bool(tag),
-    )  # fmt: skip
+    # Everything alive now (torch, Lightning, the data) lives for the whole search: freeze it
+    # out of the garbage collector, so the full collection after each trial (which frees the
+    # trial's module, optimizer and Trainer, and their device memory) scans only what the
+    # trial made: 190 ms -> ~5 ms per collection with Lightning loaded.
+    gc.collect()
+    gc.freeze()
+    try:
+        _optimize(
+            study, config, _objective(config, ranges, module_factory, datamodule_factory),
+            callbacks, progress, parallel=bool(tag),
+        )  # fmt: skip
+    finally:
+        gc.unfreeze()
     return study
 
 
