@@ -69,7 +69,11 @@ def _parse_pairs(pairs: list[str] | None, flag: str, form: str = "KEY=VALUE") ->
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise LrtuneError(f"{flag} expects {form}, got {pair!r}")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or "invalid YAML"
+            raise LrtuneError(f"{flag} {key.strip()}: cannot parse {value!r} ({problem})") from None
     return out
 
 
@@ -470,6 +474,8 @@ def search_command(
     Exit codes: 0 done, 2 bad input, 1 trials kept failing the same way (study stopped).
     """
 
+    if study_name is not None and not study_name.strip():
+        raise LrtuneError("--study-name must not be empty")
     overrides: dict[str, Any] = {}
     for key, value in _parse_pairs(set_, "--set", "FIELD=VALUE").items():
         _put(overrides, key.split("."), value)
@@ -622,7 +628,7 @@ def dashboard_command(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _log_to_stderr()
-    serve(storage, host=host, port=port, artifacts=artifacts)
+    serve(storage, host=host, port=port, artifacts=artifacts, stream=sys.stderr)
 
 
 @app.command("list")

@@ -297,6 +297,21 @@ def _validate(model: type[BaseModel], data: Mapping[str, Any], source: str | Non
         raise ConfigError(f"{source}: {error}" if source else str(error)) from None
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping from ``path``; errors name the file (and line for syntax errors)."""
     path = Path(path)
@@ -307,7 +322,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read ({error})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         if mark is not None:
@@ -315,7 +330,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: line {mark.line + 1}: {problem}") from None
         raise ConfigError(f"{path}: invalid YAML: {' '.join(str(error).split())}") from None
     if data is None:
-        return {}
+        raise ConfigError(f"{path}: is empty (no fields)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: must hold a mapping of fields, got {type(data).__name__}")
     return data

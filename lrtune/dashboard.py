@@ -197,6 +197,11 @@ def _default_artifacts(storage: optuna.storages.BaseStorage, storage_url: str | 
     return artifact_dir_for(storage_url)
 
 
+def _not_ready(environ: Any, start_response: Any) -> list[bytes]:
+    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+    return [b"starting"]
+
+
 @contextlib.contextmanager
 def dashboard_server(
     storage_url: str | None = None,
@@ -216,19 +221,20 @@ def dashboard_server(
 
     storage = open_existing_storage(storage_url)
     folder = Path(artifacts) if artifacts is not None else _default_artifacts(storage, storage_url)
-    from optuna_dashboard import wsgi
-
-    app = wsgi(storage, artifact_store=artifact_store(folder))
+    check_artifact_dir(folder)
     server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
-    try:
+    try:  # bind first: a taken port or a bad host must not create the artifact folder
         server = make_server(
-            host, port, app, server_class=server_class, handler_class=_QuietHandler
+            host, port, _not_ready, server_class=server_class, handler_class=_QuietHandler
         )
-    except socket.gaierror:
+    except (socket.gaierror, UnicodeError):
         raise ConfigError(f"--host: cannot resolve {host!r}") from None
     except OSError as error:
         reason = "in use" if error.errno == errno.EADDRINUSE else error.strerror or str(error)
         raise ConfigError(f"--port: cannot listen on {host}:{port} ({reason})") from None
+    from optuna_dashboard import wsgi
+
+    server.set_app(wsgi(storage, artifact_store=artifact_store(folder)))
     server.artifact_dir = folder  # type: ignore[attr-defined]
     try:
         yield server
@@ -242,7 +248,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8080,
     artifacts: str | Path | None = None,
-    stream: TextIO | None = sys.stderr,
+    stream: TextIO | None = None,
 ) -> None:
     """Run optuna-dashboard on a study storage until interrupted (Ctrl-C).
 
@@ -254,8 +260,9 @@ def serve(
         port: TCP port (default 8080).
         artifacts: Artifact folder (default: the one the studies recorded, else beside the
             storage).
-        stream: Where to print the URL and warnings (``None``: silent).
+        stream: Where to print the URL and warnings (default: ``sys.stderr``).
     """
+    stream = stream if stream is not None else sys.stderr
     from lrtune.study import DEFAULT_STORAGE, mask_url
 
     with dashboard_server(storage_url, host=host, port=port, artifacts=artifacts) as server:

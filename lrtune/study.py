@@ -61,8 +61,12 @@ _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for logs, notes and errors)."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    """``url`` with any password replaced by ``***`` (for logs, notes and errors).
+
+    Everything up to the last ``@`` of the address counts as the password, so a password
+    with an unescaped ``@`` is masked whole too.
+    """
+    return re.sub(r"(://[^:/@\s]+:)[^/\s]*@", r"\1***@", url)
 
 
 def _with_driver(url: str) -> str:
@@ -130,19 +134,60 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
     target = url or DEFAULT_STORAGE
     try:
         if "://" in target:
+            _check_url(target)
             return _rdb_storage(_with_driver(target))
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        path = Path(target)
-        if path.is_dir():
-            raise ConfigError(f"storage {target}: is a directory, expected a journal file")
+        path = _check_journal_path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     except LrtuneError:
         raise
     except Exception as error:  # SQLAlchemy, driver and OS errors come in many types
-        detail = " ".join(str(error).split())[:200]
-        raise ConfigError(f"storage {mask_url(target)}: cannot open ({detail})") from None
+        raise ConfigError(f"storage {mask_url(target)}: cannot open ({_db_error(error)})") from None
+
+
+def _db_error(error: BaseException) -> str:
+    """The first line of the driver's own message (not SQLAlchemy's wrapping), masked."""
+    if "Can't load plugin: sqlalchemy.dialects:" in str(error):
+        scheme = str(error).rsplit(":", 1)[-1].strip()
+        return (
+            f"unknown storage scheme {scheme!r}; use sqlite:///, postgresql://, mysql:// or "
+            "a journal file path"
+        )
+    orig = getattr(error, "orig", None) or error
+    lines = [line.strip() for line in str(orig).strip().splitlines() if line.strip()]
+    return mask_url(lines[0] if lines else type(orig).__name__)[:200]
+
+
+def _check_url(url: str) -> None:
+    """Refuse URLs the drivers would misread, before connecting."""
+    rest = url.partition("://")[2]
+    address = rest.split("/", 1)[0]
+    if address.count("@") > 1:
+        raise ConfigError(f"storage {mask_url(url)}: the password contains '@'; write it as %40")
+
+
+def _check_journal_path(target: str) -> Path:
+    """A journal file path that can be used: not a folder, its parent is (or can be) a
+    folder, and an existing file is an Optuna journal (never append to another file)."""
+    path = Path(target)
+    if path.is_dir():
+        raise ConfigError(f"storage {target}: is a directory, expected a journal file")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"storage {target}: {parent} is not a folder")
+    if path.is_file() and path.stat().st_size > 0:
+        with path.open("rb") as handle:
+            head = handle.read(64).lstrip()
+        if not head.startswith(b'{"op_code"'):
+            raise ConfigError(
+                f"storage {target}: not an Optuna journal file (give a new file name, or a "
+                "storage URL such as sqlite:///studies.db)"
+            )
+    return path
 
 
 def open_existing_storage(url: str | None) -> optuna.storages.BaseStorage:
@@ -154,11 +199,28 @@ def open_existing_storage(url: str | None) -> optuna.storages.BaseStorage:
         ConfigError: No journal file there, or the storage cannot be opened.
     """
     target = url or DEFAULT_STORAGE
-    if "://" not in target and not Path(target).is_file():
-        hint = "" if url else "; give --storage"
-        raise ConfigError(f"--storage: no journal file at {target}{hint}")
+    if "://" not in target:
+        if Path(target).is_dir():
+            raise ConfigError(f"--storage: {target} is a directory, expected a journal file")
+        if not Path(target).is_file():
+            hint = "" if url else "; give --storage"
+            raise ConfigError(f"--storage: no journal file at {target}{hint}")
+        return open_storage(url)
     if target.startswith("sqlite:///") and not Path(target[len("sqlite:///") :]).is_file():
         raise ConfigError(f"--storage: no SQLite database at {target[len('sqlite:///') :]}")
+    _check_url(target)
+    try:  # reading must not create Optuna's tables in a database that has none
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(_with_driver(target))
+        try:
+            has_studies = sqlalchemy.inspect(engine).has_table("studies")
+        finally:
+            engine.dispose()
+    except Exception as error:
+        raise ConfigError(f"storage {mask_url(target)}: cannot open ({_db_error(error)})") from None
+    if not has_studies:
+        raise ConfigError(f"--storage: {mask_url(target)} holds no Optuna study")
     return open_storage(url)
 
 
@@ -707,6 +769,11 @@ def _precheck(
     try:
         if workers < 1:
             raise ConfigError(f"workers must be >= 1, got {workers}")
+        storage = config.storage or DEFAULT_STORAGE
+        if "://" in storage:
+            _check_url(storage)
+        else:
+            _check_journal_path(storage)
         create_sampler(config), create_pruner(config)
         if datamodule_factory is None:
             from lrtune.training import datamodule_for

@@ -193,7 +193,10 @@ def test_cli_exit_code_1_when_trials_keep_failing(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_password_in_the_url_is_never_shown(
-    postgres_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    postgres_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """PostgreSQL here trusts local connections, so any password works; it must never be
     printed, stored in the study, or written into the note or the report."""
@@ -201,6 +204,7 @@ def test_password_in_the_url_is_never_shown(
 
     from lrtune.cli import main
 
+    monkeypatch.chdir(tmp_path)  # best-parallel.yaml and ./lrtune-artifacts land here
     secret = "s3cr3t-pw"
     url = postgres_url.replace("postgres@", f"postgres:{secret}@")
     study_file = tmp_path / "s.yaml"
