@@ -174,11 +174,11 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
         owner = str(trial.user_attrs.get("worker", "?:?"))
         if not _dead(owner, beat, now):
             continue
-        try:
+        try:  # the reason first: a finished trial's attrs cannot change
+            study._storage.set_trial_user_attr(trial._trial_id, "dead_worker", owner)
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # another worker got there first
-        study._storage.set_trial_user_attr(trial._trial_id, "dead_worker", str(owner))
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
         failed.append(trial.number)
     return failed

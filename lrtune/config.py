@@ -330,7 +330,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: line {mark.line + 1}: {problem}") from None
         raise ConfigError(f"{path}: invalid YAML: {' '.join(str(error).split())}") from None
     if data is None:
-        raise ConfigError(f"{path}: is empty (no fields)")
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: must hold a mapping of fields, got {type(data).__name__}")
     return data
@@ -671,6 +671,8 @@ def study_config_from(
         ConfigError: One line naming the file and the field.
     """
     data: dict[str, Any] = load_yaml(file) if file is not None else {}
+    if file is not None and not data:
+        raise ConfigError(f"{file}: is empty (no fields)")
     if overrides:
         data = _merge(data, overrides)
     if "name" not in data and file is not None:

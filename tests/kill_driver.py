@@ -1,7 +1,7 @@
 """Driver for tests/test_kill.py: ``lrtune.study.search()`` that stops at a kill point.
 
     python tests/kill_driver.py STUDY.yaml STORAGE POINT [--after K] [--only NAME]
-                                [--workers N]
+                                [--workers N] [--flag FILE]
 
 POINT is where the process stops, announces itself and waits to be killed:
 
@@ -22,11 +22,13 @@ At the point it prints one line to stdout, flushed::
 
     MARK POINT pid=PID [trial=N] [optimizer=NAME]
 
-and sleeps until killed (its heartbeat threads go on). With ``--only NAME`` only the process
-of that multiprocessing name stops (``lrtune-worker-1``); the others run normally. With
-``--workers N`` the hooks reach the worker processes through the environment: multiprocessing
-spawn imports this file in each worker as ``__mp_main__``, which installs them again. All
-progress lines of the main process go to stdout too; ``DONE`` is printed at a normal end.
+and sleeps until killed (its heartbeat threads go on); with ``--flag FILE`` it first creates
+FILE. With ``--only NAME`` only the process of that multiprocessing name stops
+(``lrtune-worker-1``); at ``mid-trial`` the others hold their first trial until FILE exists
+(so the stopping worker is sure to get a trial before they finish the study), then run
+normally. With ``--workers N`` the hooks reach the worker processes through the environment:
+multiprocessing spawn imports this file in each worker as ``__mp_main__``, which installs them
+again. Progress lines of the main process go to stdout too; ``DONE`` is printed at a normal end.
 """
 
 from __future__ import annotations
@@ -45,8 +47,14 @@ POINTS = ("range-test", "between", "mid-trial")
 _TRIAL_LINE = re.compile(r"^(?:w\d+ )?\[\d+(?:/\d+)?\] trial (\d+) ")
 
 
+_FLAG: str | None = None
+
+
 def mark(point: str, **info: object) -> None:
-    """Announce the kill point on stdout, then wait forever to be killed."""
+    """Announce the kill point on stdout (and in the flag file), then wait to be killed."""
+    if _FLAG:
+        with open(_FLAG, "a") as flag:
+            flag.write(f"{os.getpid()}\n")
     fields = "".join(f" {key}={value}" for key, value in info.items())
     sys.stdout.write(f"MARK {point} pid={os.getpid()}{fields}\n")
     sys.stdout.flush()
@@ -86,10 +94,13 @@ def install(spec: dict[str, Any]) -> None:
     """Install the hooks of ``spec`` (``point``, ``after``, ``only``) in this process."""
     import multiprocessing
 
-    only = spec.get("only")
+    global _FLAG
+    _FLAG = spec.get("flag")
+    point, after, only = spec["point"], int(spec["after"]), spec.get("only")
     if only and multiprocessing.current_process().name != only:
+        if point == "mid-trial" and _FLAG:
+            _hold_first_trial(_FLAG)
         return
-    point, after = spec["point"], int(spec["after"])
     if point == "range-test":
         import lrtune.finder
 
@@ -124,6 +135,24 @@ def install(spec: dict[str, Any]) -> None:
         ClassifierModule.training_step = stopping_training_step  # type: ignore[method-assign]
 
 
+def _hold_first_trial(flag: str, timeout: float = 600.0) -> None:
+    """Make this process wait, in its first trial, until ``flag`` exists."""
+    import lrtune.study
+
+    train_trial = lrtune.study._train_trial
+    held = []
+
+    def holding_train_trial(*args: Any, **kwargs: Any) -> Any:
+        if not held:
+            held.append(True)
+            deadline = time.monotonic() + timeout
+            while not os.path.exists(flag) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        return train_trial(*args, **kwargs)
+
+    lrtune.study._train_trial = holding_train_trial
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study")
@@ -132,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--after", type=int, default=2)
     parser.add_argument("--only", default=None)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--flag", default=None)
     args = parser.parse_args(argv)
-    spec = {"point": args.point, "after": args.after, "only": args.only}
+    spec = {"point": args.point, "after": args.after, "only": args.only, "flag": args.flag}
     os.environ[ENV] = json.dumps(spec)  # spawned workers inherit it
     install(spec)
     from lrtune.study import search

@@ -190,7 +190,16 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ),
     ("val-fraction-one", BASE + "val_fraction: 1.0\n", ("val_fraction must be < 1",)),
     ("device-unknown", BASE + "device: tpu\n", ("device must be one of", "'tpu'")),
-    ("top-level-model-option", BASE + "model_options: {width: 0}\n", ("model.width",)),
+    (
+        "top-level-model-option",
+        _replace("model_options: {width: 8}", "model_options: {width: 0}"),
+        ("model.width",),
+    ),
+    (
+        "duplicate-key",
+        BASE + "model_options: {width: 0}\n",
+        ("line 9: duplicate key 'model_options'",),
+    ),
     # Bugs (see each reason); strict, so they flip when fixed.
     pytest.param(
         "sampler-bad-option",
