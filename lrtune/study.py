@@ -852,7 +852,7 @@ def _optimize(
     objective: Callable[[optuna.Trial], float],
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]],
     progress: TextIO | None,
-    parallel: bool = False,
+    tag: str = "",
 ) -> None:
     """Run trials one at a time until ``n_trials`` have finished across all workers, the
     timeout passes, or trials keep failing.
@@ -871,11 +871,12 @@ def _optimize(
         if time.monotonic() >= next_check:
             retried = coord.fail_dead_trials(study)
             if retried and progress is not None:
-                print(f"lrtune: trial(s) {', '.join(map(str, retried))} left running by a dead "
-                      "worker: failed, their parameters queued again", file=progress)  # fmt: skip
+                numbers = ", ".join(map(str, retried))
+                print(f"{tag}lrtune: trial(s) {numbers} left running by a dead worker: "
+                      "failed, their parameters queued again", file=progress)  # fmt: skip
             next_check = time.monotonic() + 10.0
         finished, running = coord.count(study)
-        if not reseeded and (parallel or coord.others_running(study)):
+        if not reseeded and (tag or coord.others_running(study)):
             # workers with the same seed would sample the same parameters: a single
             # process is reproducible from the seed, parallel ones are not (as in Optuna)
             study.sampler.reseed_rng()
@@ -939,7 +940,7 @@ def _run_worker(
     try:
         _optimize(
             study, config, _objective(config, ranges, module_factory, datamodule_factory),
-            callbacks, progress, parallel=bool(tag),
+            callbacks, progress, tag=tag,
         )  # fmt: skip
     finally:
         gc.unfreeze()

@@ -151,9 +151,15 @@ def run_workers(
         gpus = sorted({p["gpu"] for p in plan if p["gpu"] is not None})
         where = f"GPUs {gpus}" if gpus else f"{threads} CPU thread{'s' * (threads > 1)} each"
         print(f"lrtune: {workers} workers on study {config.name!r} ({where})", file=sys.stderr)
-    try:
-        for process in processes:
-            process.join()
+    try:  # reap each worker as it ends (a killed one must not linger as a zombie)
+        from multiprocessing.connection import wait
+
+        pending = list(processes)
+        while pending:
+            ended = wait([p.sentinel for p in pending])
+            for process in [p for p in pending if p.sentinel in ended]:
+                process.join()
+                pending.remove(process)
     except KeyboardInterrupt:
         deadline = time.monotonic() + 10
         for process in processes:  # they got the terminal's SIGINT too: let them fail cleanly

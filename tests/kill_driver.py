@@ -40,7 +40,7 @@ import os
 import re
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO, cast
 
 ENV = "LRTUNE_KILL_DRIVER"
 POINTS = ("range-test", "between", "mid-trial")
@@ -140,7 +140,7 @@ def _hold_first_trial(flag: str, timeout: float = 600.0) -> None:
     import lrtune.study
 
     train_trial = lrtune.study._train_trial
-    held = []
+    held: list[bool] = []
 
     def holding_train_trial(*args: Any, **kwargs: Any) -> Any:
         if not held:
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     from lrtune.study import search
 
     progress = Progress(args.after, stop=args.point == "between" and not args.only)
-    search(args.study, storage=args.storage, progress=progress, workers=args.workers)
+    search(args.study, storage=args.storage, progress=cast(TextIO, progress), workers=args.workers)
     print("DONE", flush=True)
     return 0
 

@@ -37,7 +37,9 @@ space:
 RANGE_TEST_LINE = "running the LR range tests"
 
 
-def _lrtune(*args: str) -> subprocess.Popen[str]:
+def _lrtune(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """``lrtune ARGS`` in ``cwd`` (best-*.yaml and ./lrtune-artifacts of URL storages go
+    there, not into the repository)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "lrtune", *args],
@@ -45,6 +47,7 @@ def _lrtune(*args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        cwd=cwd,
     )
 
 
@@ -84,8 +87,8 @@ def _run_parallel(storage: str, tmp_path: Path) -> None:
     study_file = tmp_path / "parallel.yaml"
     study_file.write_text(STUDY)
     args = ("search", str(study_file), "--storage", storage)
-    first = _lrtune(*args, "--workers", "2")
-    second = _lrtune(*args)
+    first = _lrtune(*args, "--workers", "2", cwd=tmp_path)
+    second = _lrtune(*args, cwd=tmp_path)
     code1, _, err1 = _finish(first)
     code2, _, err2 = _finish(second)
     assert code1 == 0, err1[-3000:]
@@ -179,7 +182,8 @@ def test_cli_exit_code_1_when_trials_keep_failing(tmp_path: Path) -> None:
             f"sys.exit(main(['search', {str(study_file)!r}, '--storage', "
             f"{str(tmp_path / 'c.journal')!r}, '--quiet']))"
         )],
-        capture_output=True, text=True, timeout=240, cwd=Path(__file__).resolve().parents[1],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )  # fmt: skip
     assert code.returncode == 1, code.stderr[-2000:]
     last = code.stderr.strip().splitlines()[-1]
