@@ -148,7 +148,9 @@ def study_note(study: Any, config: Any, lr_auto: dict[str, Any] | None = None) -
         f"- sampler: {config.sampler.name}, pruner: {config.pruner.name}, seed {config.seed}",
         "",
         f"**Trials:** {count[TrialState.COMPLETE]} complete, {count[TrialState.PRUNED]} pruned "
-        f"({diverged} diverged), {count[TrialState.FAIL]} failed, "
+        f"({diverged} diverged), "
+        f"{sum(t.state == TrialState.FAIL and 'surplus' not in t.user_attrs for t in trials)} "
+        "failed, "
         f"{count[TrialState.RUNNING]} running",
         "",
     ]
@@ -597,7 +599,10 @@ def _counts(view: _View) -> dict[str, int]:
         "pruned": states.count("PRUNED")
         - len([t for t in view.diverged if t.state.name == "PRUNED"]),
         "diverged": len(view.diverged),
-        "failed": states.count("FAIL"),
+        # trials ended unrun because n_trials was reached (several workers) are not failures
+        "failed": sum(
+            t.state.name == "FAIL" and "surplus" not in t.user_attrs for t in view.trials
+        ),
         "running": states.count("RUNNING"),
         "waiting": states.count("WAITING"),
     }
