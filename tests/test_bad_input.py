@@ -22,7 +22,6 @@ import logging
 import os
 import socket
 import struct
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 import optuna
 import pytest
 
-from lrtune.cli import main
+from tests.cli_errors import assert_one_line_error, run_cli
 
 # A valid, tiny study (as in tests/test_study_errors.py).
 BASE = """\
@@ -53,31 +52,11 @@ PASSWORD = "hunter2"
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str, list[str]]:
-    """Run the CLI; also return the warnings it raised (the real CLI prints them on stderr)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    shown = [
-        f"{w.category.__name__}: {w.message}"
-        for w in caught
-        if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning))
-    ]
-    return code, out, err, shown
+    return run_cli(capsys, *args)
 
 
 def _assert_one_line_error(code: int, out: str, err: str, shown: list[str], *fragments: str) -> str:
-    assert code == 2, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and err.endswith("\n"), err
-    line = lines[0]
-    assert line.startswith("lrtune: error: "), line
-    assert "Traceback" not in err and out == "", (out, err)
-    for fragment in fragments:
-        assert fragment in line, f"{fragment!r} not in {line!r}"
-    assert PASSWORD not in err, err
-    assert not shown, shown
-    return line
+    return assert_one_line_error(code, out, err, shown, *fragments, secret=PASSWORD)
 
 
 def _tree(root: Path) -> dict[str, bytes | None]:

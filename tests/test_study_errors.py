@@ -14,7 +14,6 @@ an existing study); every other case fails before any training.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +23,7 @@ import optuna
 import pytest
 
 from lrtune.cli import main
+from tests.cli_errors import assert_one_line_error, run_cli
 
 # A valid, tiny study; each case changes one thing. `space` is last so cases can add to it.
 BASE = """\
@@ -262,31 +262,8 @@ def _ids(case: Any) -> str:
     return case[0] if isinstance(case, tuple) else case.id
 
 
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str, list[str]]:
-    """Run the CLI; also return the warnings it raised (the real CLI prints them on stderr)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        code = main(list(args))
-    out, err = capsys.readouterr()
-    shown = [
-        f"{w.category.__name__}: {w.message}"
-        for w in caught
-        if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning))
-    ]
-    return code, out, err, shown
-
-
-def _assert_one_line_error(code: int, out: str, err: str, shown: list[str], *fragments: str) -> str:
-    assert code == 2, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and err.endswith("\n"), err
-    line = lines[0]
-    assert line.startswith("lrtune: error: "), line
-    assert "Traceback" not in err and out == "", (out, err)
-    for fragment in fragments:
-        assert fragment in line, f"{fragment!r} not in {line!r}"
-    assert not shown, shown
-    return line
+_run = run_cli
+_assert_one_line_error = assert_one_line_error
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:
