@@ -616,6 +616,10 @@ class StudyConfig(_Frozen):
     storage: str | None = None
     artifacts: Path | None = None
     enqueue_defaults: bool = False
+    test: Literal["improving", "every", "never"] = "improving"
+    """When a trial evaluates the test split: ``improving`` (default) only when it is the
+    best so far of its optimizer, so the best trial and the best per optimizer always have
+    a test accuracy while most trials skip the pass; ``every`` trial; or ``never``."""
     space: SpaceConfig
 
     @field_validator("dataset")

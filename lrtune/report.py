@@ -821,8 +821,14 @@ def study_report(
         sections.append(f'<section id="{anchor}"><h2>{_esc(heading)}</h2>{inner}</section>')
 
     if complete:
+        footnote = ""
+        if config is not None and config.test == "improving":
+            footnote = (
+                '<p class="note">test_acc is measured only for trials that were the best of '
+                "their optimizer when they finished (<code>test: improving</code>).</p>"
+            )
         sections.append(f'<section id="top"><h2>Top {min(top, len(complete))} trials</h2>'
-                        f"{_top_trials_table(view, top)}</section>")  # fmt: skip
+                        f"{_top_trials_table(view, top)}{footnote}</section>")  # fmt: skip
     if config is not None:
         sections.append(
             '<section id="study-file"><h2>Study definition</h2><details><summary>study file '

@@ -381,7 +381,8 @@ def _monitor_callback(trial: optuna.Trial, explode_factor: float = 10.0) -> pl.C
 def _comparable(config: StudyConfig) -> dict[str, Any]:
     data = config.to_dict()
     for key in (
-        "n_trials", "timeout", "storage", "artifacts", "question", "expected_cost", "data_dir"
+        "n_trials", "timeout", "storage", "artifacts", "question", "expected_cost", "data_dir",
+        "test",
     ):  # fmt: skip
         data.pop(key, None)
     return data
@@ -627,11 +628,38 @@ def _train_trial(
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
     metrics["epochs"] = float(trainer.current_epoch)
     metrics["steps"] = float(trainer.global_step)
-    if module_factory is None:
+    if module_factory is None and _wants_test(trial, config, train_config, metrics):
         tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
         metrics.update({k: float(v) for k, v in tested.items()})
     del trainer, module
     return metrics
+
+
+def _wants_test(
+    trial: optuna.Trial, config: StudyConfig, train_config: TrainConfig, metrics: dict[str, float]
+) -> bool:
+    """Evaluate the test split after this trial? (``test:`` in the study file.)
+
+    ``improving``: only when the trial beats every complete trial of its optimizer so far,
+    so the study's best trial and the best per optimizer always carry ``test_acc``; on a
+    study of many trials that is a few test passes instead of one per trial.
+    """
+    if config.test != "improving":
+        return config.test == "every"
+    value = metrics.get(config.objective.metric, math.nan)
+    if not math.isfinite(value):
+        return False
+    name = train_config.optimizer.name
+    done = [
+        float(t.value)
+        for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and t.params.get("optimizer", name) == name
+    ]
+    if not done:
+        return True
+    if config.objective.resolved_direction == "maximize":
+        return value > max(done)
+    return value < min(done)
 
 
 class _NotePublisher:

@@ -17,7 +17,7 @@ import yaml
 from optuna.trial import TrialState
 
 from lrtune.cli import main
-from lrtune.config import study_config_from, train_config_from
+from lrtune.config import StudyConfig, study_config_from, train_config_from
 from lrtune.errors import ConfigError
 from lrtune.study import open_storage, search
 
@@ -225,3 +225,37 @@ def test_kill_mid_trial_then_resume(tmp_path: Path) -> None:
 def test_quickstart_file_is_valid() -> None:
     config = study_config_from(ROOT / "studies" / "quickstart.yaml")
     assert config.name == "quickstart" and config.space.lr.auto and config.dataset == "digits"
+
+
+@pytest.mark.parametrize("policy", ["improving", "every", "never"])
+def test_test_split_policy(tmp_path: Path, policy: str) -> None:
+    """`test:` decides which trials evaluate the test split; `improving` (the default)
+    tests exactly the trials that beat every earlier complete trial of their optimizer."""
+    config = StudyConfig.model_validate(
+        {
+            "name": f"policy-{policy}", "dataset": "digits", "model": "mlp",
+            "model_options": {"width": 16}, "budget": {"epochs": 1}, "n_trials": 8,
+            "pruner": "none", "test": policy, "storage": str(tmp_path / "p.journal"),
+            "space": {"optimizers": ["sgd", "adam"], "lr": {"low": 1e-3, "high": 0.3}},
+        }
+    )  # fmt: skip
+    study = search(config, progress=None, publish=False)
+    complete = sorted(
+        (t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.datetime_complete
+    )
+    tested = {t.number for t in complete if "test_acc" in t.user_attrs}
+    if policy == "every":
+        assert tested == {t.number for t in complete}
+    elif policy == "never":
+        assert tested == set()
+    else:
+        best: dict[str, float] = {}
+        expected = set()
+        for trial in complete:
+            name = trial.params["optimizer"]
+            if name not in best or trial.value > best[name]:
+                expected.add(trial.number)
+                best[name] = trial.value
+        assert tested == expected
+        assert study.best_trial.number in tested
+        assert len(tested) < len(complete)  # some trials skipped the test pass
