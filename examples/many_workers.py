@@ -48,10 +48,12 @@ def main() -> None:
         per_worker = collections.Counter(
             t.user_attrs["worker"] for t in study.trials if t.state == TrialState.COMPLETE
         )
-        print(f"{states['COMPLETE']} complete trials (n_trials 10); by worker: {dict(per_worker)}")
+        finished = states["COMPLETE"] + states["PRUNED"]  # a diverged trial ends pruned
+        print(f"{finished} finished trials (n_trials 10): {dict(states)}; complete ones by "
+              f"worker: {dict(per_worker)}")  # fmt: skip
         best = study.best_trial.user_attrs["config"]["optimizer"]
         print(f"best val_acc {study.best_value:.4f}: {best['name']} lr={best['lr']:.3g}")
-        assert states["COMPLETE"] == 10
+        assert finished == 10, states
 
 
 if __name__ == "__main__":  # required: worker processes import this file (spawn)
