@@ -893,7 +893,7 @@ def _optimize(
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
     streak = _FailureStreak(config.name)
     ran: list[optuna.trial.FrozenTrial] = []
-    next_check = 0.0
+    next_check = time.monotonic() + 10.0  # the set-up just failed dead workers' trials
     reseeded = False
     while deadline is None or time.monotonic() < deadline:
         if time.monotonic() >= next_check:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -39,3 +42,23 @@ def assert_one_line_error(
     assert secret is None or secret not in err, err
     assert not shown, shown
     return line
+
+
+@contextmanager
+def fresh_lrtune_logger() -> Iterator[None]:
+    """The `lrtune` logger with no handlers, restored afterwards.
+
+    The CLI attaches a handler bound to the sys.stderr of the moment, once per process; an
+    earlier test's capsys stream would be closed by now ("--- Logging error ---").
+    """
+    logger = logging.getLogger("lrtune")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    logger.handlers.clear()
+    logger.setLevel(logging.NOTSET)
+    logger.propagate = True
+    try:
+        yield
+    finally:
+        logger.handlers[:] = saved[0]
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]

@@ -18,12 +18,10 @@ against one; see git history for the ones fixed with this suite.
 from __future__ import annotations
 
 import gzip
-import logging
 import os
 import socket
 import struct
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,7 @@ import numpy as np
 import optuna
 import pytest
 
-from tests.cli_errors import assert_one_line_error, run_cli
+from tests.cli_errors import assert_one_line_error, fresh_lrtune_logger, run_cli
 
 # A valid, tiny study (as in tests/test_study_errors.py).
 BASE = """\
@@ -94,26 +92,6 @@ def _study_names(url: str) -> list[str]:
         storage.engine.dispose()
 
 
-@contextmanager
-def _fresh_lrtune_logger() -> Iterator[None]:
-    """Run with the `lrtune` logger as in a new process, then restore it.
-
-    The CLI attaches a handler to it once per process; an earlier test's capsys stream
-    would be closed by now.
-    """
-    logger = logging.getLogger("lrtune")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    logger.handlers.clear()
-    logger.setLevel(logging.NOTSET)
-    logger.propagate = True
-    try:
-        yield
-    finally:
-        logger.handlers[:] = saved[0]
-        logger.setLevel(saved[1])
-        logger.propagate = saved[2]
-
-
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """cwd in tmp_path (so ``lrtune-artifacts`` or ``best-*.yaml`` would show in the
@@ -126,7 +104,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(WSGIServer, "serve_forever", stop_at_once)
-    with _fresh_lrtune_logger():
+    with fresh_lrtune_logger():
         yield
 
 
@@ -387,29 +365,19 @@ def test_password_with_at_sign_is_not_shown(
     assert "hunt" not in line and "er2" not in line, line
 
 
+@pytest.mark.parametrize(
+    "artifacts", [False, True], ids=["default-artifacts", "artifacts-elsewhere"]
+)
 def test_search_storage_under_a_regular_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], artifacts: bool
 ) -> None:
+    """The storage is blamed, not the default artifact folder beside it."""
     path = _study_file(tmp_path)
     blocker = tmp_path / "file"
     blocker.write_text("x")
     before = _tree(tmp_path)
-    result = _run(capsys, "search", str(path), "--storage", str(blocker / "s.journal"))
-    _assert_one_line_error(*result, f"storage {blocker / 's.journal'}: ")
-    assert _tree(tmp_path) == before
-
-
-def test_search_storage_under_a_regular_file_with_artifacts_elsewhere(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = _study_file(tmp_path)
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    before = _tree(tmp_path)
-    result = _run(
-        capsys, "search", str(path), "--storage", str(blocker / "s.journal"),
-        "--artifacts", str(tmp_path / "art"),
-    )  # fmt: skip
+    extra = ["--artifacts", str(tmp_path / "art")] if artifacts else []
+    result = _run(capsys, "search", str(path), "--storage", str(blocker / "s.journal"), *extra)
     _assert_one_line_error(*result, f"storage {blocker / 's.journal'}: {blocker} is not a folder")
     assert _tree(tmp_path) == before
 

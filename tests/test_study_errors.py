@@ -13,9 +13,7 @@ an existing study); every other case fails before any training.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ import optuna
 import pytest
 
 from lrtune.cli import main
-from tests.cli_errors import assert_one_line_error, run_cli
+from tests.cli_errors import assert_one_line_error, fresh_lrtune_logger, run_cli
 
 # A valid, tiny study; each case changes one thing. `space` is last so cases can add to it.
 BASE = """\
@@ -288,32 +286,12 @@ def _snapshot(journal: Path) -> dict[str, Any]:
     return out
 
 
-@contextmanager
-def _fresh_lrtune_logger() -> Iterator[None]:
-    """Run with the `lrtune` logger as in a new process, then restore it.
-
-    The CLI attaches a handler bound to the sys.stderr of the moment, once per process; an
-    earlier test's capsys stream would be closed by now ("--- Logging error ---").
-    """
-    logger = logging.getLogger("lrtune")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    logger.handlers.clear()
-    logger.setLevel(logging.NOTSET)
-    logger.propagate = True
-    try:
-        yield
-    finally:
-        logger.handlers[:] = saved[0]
-        logger.setLevel(saved[1])
-        logger.propagate = saved[2]
-
-
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fresh `lrtune` logger; cwd in tmp_path, so a case that wrongly ran a search leaves
     no best-*.yaml in the repository."""
     monkeypatch.chdir(tmp_path)
-    with _fresh_lrtune_logger():
+    with fresh_lrtune_logger():
         yield
 
 
@@ -460,7 +438,7 @@ def existing(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     path = root / "tiny.yaml"
     path.write_text(BASE.replace("name: bad", "name: tiny"), encoding="utf-8")
     journal = root / "studies.journal"
-    with _fresh_lrtune_logger():
+    with fresh_lrtune_logger():
         code = main(
             ["search", str(path), "--storage", str(journal), "--quiet",
              "--best-out", str(root / "best.yaml")]
