@@ -25,7 +25,14 @@ from torch import nn
 
 from lrtune.errors import ConfigError
 
-__all__ = ["MODELS", "ModelInfo", "create_model", "get_model_info", "list_models"]
+__all__ = [
+    "MODELS",
+    "ModelInfo",
+    "compiled_model",
+    "create_model",
+    "get_model_info",
+    "list_models",
+]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -272,3 +279,49 @@ def create_model(
     """
     info = get_model_info(name)
     return info.cls(tuple(input_shape), num_classes, **info.resolve(options))
+
+
+# one compiled network per (model, options, shape, classes, layout) in this process
+_COMPILED: dict[tuple[Any, ...], nn.Module] = {}
+
+
+def compiled_model(
+    name: str,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    *,
+    channels_last: bool = False,
+    **options: Any,
+) -> nn.Module:
+    """Model ``name`` under ``torch.compile``, compiled once per process and reused.
+
+    The first call builds and wraps the network; every later call with the same arguments
+    returns the *same* compiled module with its weights (and buffers) replaced, in place,
+    by those of a freshly built one, so it starts exactly where :func:`create_model` would
+    (seed torch first, as for ``create_model``) and nothing is recompiled. Its parameters
+    keep their identity, so a new optimizer per run is fine. Only one run at a time may use
+    it: the weights are shared.
+
+    Args:
+        name: As for :func:`create_model`.
+        input_shape: As for :func:`create_model`.
+        num_classes: As for :func:`create_model`.
+        channels_last: Keep the conv weights channels-last (default ``False``).
+        **options: Model options, as for :func:`create_model`.
+    """
+    info = get_model_info(name)
+    resolved = info.resolve(options)
+    key = (info.name, tuple(input_shape), num_classes, channels_last, repr(sorted(resolved.items())))
+    fresh = create_model(name, input_shape, num_classes, **resolved)
+    if channels_last:
+        fresh = fresh.to(memory_format=torch.channels_last)
+    cached = _COMPILED.get(key)
+    if cached is None:
+        cached = torch.compile(fresh)
+        _COMPILED[key] = cached
+        return cached
+    original = getattr(cached, "_orig_mod", cached)
+    with torch.no_grad():
+        original.load_state_dict(fresh.state_dict())
+    original.train()
+    return cached

@@ -128,7 +128,9 @@ def study_note(study: Any, config: Any, lr_auto: dict[str, Any] | None = None) -
     """
     from optuna.trial import TrialState
 
-    trials = study.get_trials(deepcopy=False)
+    from lrtune.study import trials_with_tests
+
+    trials = trials_with_tests(study)
     count = {state: sum(t.state == state for t in trials) for state in TrialState}
     diverged = sum("diverged" in t.user_attrs for t in trials)
     space = config.space
@@ -179,7 +181,7 @@ def study_note(study: Any, config: Any, lr_auto: dict[str, Any] | None = None) -
         f"`{cfg.get('optimizer', {}).get('name')}` lr={cfg.get('optimizer', {}).get('lr', 0):.3g}"
         f", schedule `{cfg.get('schedule', {}).get('name')}`, clip "
         f"`{cfg.get('clip', {}).get('kind')}`; test_acc "
-        f"{best.user_attrs.get('test_acc', float('nan')):.4f}",
+        f"{_fmt(best.user_attrs.get('test_acc'), '.4f')}",
         "",
         "## Best per optimizer",
         "",
@@ -195,7 +197,7 @@ def study_note(study: Any, config: Any, lr_auto: dict[str, Any] | None = None) -
         lr = trial.user_attrs.get("config", {}).get("optimizer", {}).get("lr", float("nan"))
         lines.append(
             f"| {name} | {trial.number} | {trial.value:.4f} | "
-            f"{trial.user_attrs.get('test_acc', float('nan')):.4f} | {lr:.3g} |"
+            f"{_fmt(trial.user_attrs.get('test_acc'), '.4f')} | {lr:.3g} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -231,6 +233,7 @@ class _View:
 def _view(study: optuna.Study) -> _View:
     from lrtune.config import StudyConfig
     from lrtune.errors import ConfigError
+    from lrtune.study import trials_with_tests
 
     if len(study.directions) != 1:
         raise ConfigError(
@@ -250,7 +253,7 @@ def _view(study: optuna.Study) -> _View:
         config=config,
         metric=metric,
         maximize=study.direction.name == "MAXIMIZE",
-        trials=study.get_trials(deepcopy=False),
+        trials=trials_with_tests(study),
         lr_auto=dict(study.user_attrs.get("lrtune.lr_auto") or {}),
     )
 
@@ -826,6 +829,11 @@ def study_report(
             footnote = (
                 '<p class="note">test_acc is measured only for trials that were the best of '
                 "their optimizer when they finished (<code>test: improving</code>).</p>"
+            )
+        elif config is not None and config.test == "end":
+            footnote = (
+                '<p class="note">test_acc is measured when the search ends, for the best '
+                "trial of each optimizer (<code>test: end</code>).</p>"
             )
         sections.append(f'<section id="top"><h2>Top {min(top, len(complete))} trials</h2>'
                         f"{_top_trials_table(view, top)}{footnote}</section>")  # fmt: skip

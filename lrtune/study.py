@@ -11,6 +11,7 @@ or exploding loss ends the trial at once as pruned, with the reason in its user 
 
 from __future__ import annotations
 
+import copy
 import gc
 import logging
 import math
@@ -43,6 +44,7 @@ __all__ = [
     "open_existing_storage",
     "open_storage",
     "search",
+    "trials_with_tests",
 ]
 
 log = logging.getLogger(__name__)
@@ -537,6 +539,7 @@ def _objective(
     ranges: Mapping[str, tuple[float, float]],
     module_factory: Callable[[TrainConfig], pl.LightningModule] | None,
     datamodule_factory: Callable[[TrainConfig], pl.LightningDataModule] | None,
+    held: _HeldWeights | None = None,
 ) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         if config.n_trials is not None:
@@ -555,7 +558,7 @@ def _objective(
             start = time.perf_counter()
             try:
                 metrics = _train_trial(
-                    trial, config, train_config, module_factory, datamodule_factory
+                    trial, config, train_config, module_factory, datamodule_factory, held
                 )
             except optuna.TrialPruned:
                 trial.set_user_attr("seconds", time.perf_counter() - start)
@@ -592,6 +595,7 @@ def _train_trial(
     train_config: TrainConfig,
     module_factory: Callable[[TrainConfig], pl.LightningModule] | None,
     datamodule_factory: Callable[[TrainConfig], pl.LightningDataModule] | None,
+    held: _HeldWeights | None = None,
 ) -> dict[str, float]:
     from lightning.fabric.utilities.seed import seed_everything
 
@@ -628,24 +632,22 @@ def _train_trial(
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
     metrics["epochs"] = float(trainer.current_epoch)
     metrics["steps"] = float(trainer.global_step)
-    if module_factory is None and _wants_test(trial, config, train_config, metrics):
-        tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-        metrics.update({k: float(v) for k, v in tested.items()})
+    if module_factory is None and config.test != "never":
+        if config.test == "every" or _improves(trial, config, train_config, metrics):
+            if config.test == "end" and held is not None:
+                held.keep(trial.number, train_config, module)
+            else:
+                tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+                metrics.update({k: float(v) for k, v in tested.items()})
     del trainer, module
     return metrics
 
 
-def _wants_test(
+def _improves(
     trial: optuna.Trial, config: StudyConfig, train_config: TrainConfig, metrics: dict[str, float]
 ) -> bool:
-    """Evaluate the test split after this trial? (``test:`` in the study file.)
-
-    ``improving``: only when the trial beats every complete trial of its optimizer so far,
-    so the study's best trial and the best per optimizer always carry ``test_acc``; on a
-    study of many trials that is a few test passes instead of one per trial.
-    """
-    if config.test != "improving":
-        return config.test == "every"
+    """Does this trial beat every complete trial of its optimizer so far? (The trials that
+    ``test: improving`` tests at once and ``test: end`` keeps the weights of.)"""
     value = metrics.get(config.objective.metric, math.nan)
     if not math.isfinite(value):
         return False
@@ -660,6 +662,78 @@ def _wants_test(
     if config.objective.resolved_direction == "maximize":
         return value > max(done)
     return value < min(done)
+
+
+ATTR_TEST_PREFIX = "lrtune.test."
+"""``test: end`` stores trial N's test metrics in the study user attr ``lrtune.test.N`` (a
+finished trial's own attrs can no longer change); :func:`trials_with_tests` merges them."""
+
+
+class _HeldWeights:
+    """``test: end``: the weights of this worker's best trial per optimizer, on the CPU, so
+    the test split is evaluated once per optimizer when the worker ends instead of after
+    every trial that improved."""
+
+    def __init__(self) -> None:
+        self.by_optimizer: dict[str, tuple[int, TrainConfig, dict[str, Any]]] = {}
+
+    def keep(self, number: int, train_config: TrainConfig, module: pl.LightningModule) -> None:
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+        self.by_optimizer[train_config.optimizer.name] = (number, train_config, weights)
+
+    def test(self, study: optuna.Study, config: StudyConfig, progress: TextIO | None) -> None:
+        """Evaluate the test split for each held trial that is still the best complete trial
+        of its optimizer in the study, and store the metrics in the study's user attrs."""
+        if not self.by_optimizer:
+            return
+        from lrtune.module import ClassifierModule
+        from lrtune.training import build_trainer, datamodule_for
+
+        sign = 1.0 if config.objective.resolved_direction == "maximize" else -1.0
+        best: dict[str, optuna.trial.FrozenTrial] = {}
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            name = str(trial.params.get("optimizer", ""))
+            if trial.value is not None and (
+                name not in best or sign * trial.value > sign * float(best[name].value)  # type: ignore[arg-type]
+            ):
+                best[name] = trial
+        for name, (number, train_config, weights) in sorted(self.by_optimizer.items()):
+            if name in best and best[name].number != number:
+                continue  # another worker's trial beat it
+            datamodule = datamodule_for(train_config)
+            datamodule.prepare_data()
+            module = ClassifierModule.from_config(
+                train_config, datamodule.input_shape, datamodule.num_classes
+            )
+            module.load_state_dict(weights)
+            tested = build_trainer(train_config).test(module, datamodule=datamodule, verbose=False)
+            metrics = {k: float(v) for k, v in tested[0].items()}
+            study.set_user_attr(f"{ATTR_TEST_PREFIX}{number}", metrics)
+            if progress is not None:
+                shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
+                print(f"test split, best {name} trial {number}: {shown}", file=progress)
+        self.by_optimizer.clear()
+
+
+def trials_with_tests(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials, with the test metrics that ``test: end`` stored in the study's
+    user attrs merged into each trial's ``user_attrs`` (copies; the study is not changed)."""
+    trials = study.get_trials(deepcopy=False)
+    stored = {
+        key[len(ATTR_TEST_PREFIX):]: value
+        for key, value in study.user_attrs.items()
+        if key.startswith(ATTR_TEST_PREFIX) and isinstance(value, dict)
+    }
+    if not stored:
+        return trials
+    merged = []
+    for trial in trials:
+        extra = stored.get(str(trial.number))
+        if extra:
+            trial = copy.copy(trial)
+            trial.user_attrs = {**trial.user_attrs, **extra}
+        merged.append(trial)
+    return merged
 
 
 class _NotePublisher:
@@ -744,7 +818,7 @@ def best_config(study: optuna.Study) -> TrainConfig:
 
 
 def _summary(study: optuna.Study, stream: TextIO) -> None:
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    complete = [t for t in trials_with_tests(study) if t.state == TrialState.COMPLETE]
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     best_per: dict[str, optuna.trial.FrozenTrial] = {}
     sign = 1.0 if maximize else -1.0
@@ -920,7 +994,7 @@ def _optimize(
             objective,
             n_trials=1,
             callbacks=[*callbacks, lambda _s, t: ran.append(t)],
-            gc_after_trial=True,
+            gc_after_trial=False,  # the objective collects after every trial
             catch=(Exception,),
         )
         if ran:
@@ -965,13 +1039,24 @@ def _run_worker(
     # trial made: 190 ms -> ~5 ms per collection with Lightning loaded.
     gc.collect()
     gc.freeze()
+    held = _HeldWeights()
     try:
         _optimize(
-            study, config, _objective(config, ranges, module_factory, datamodule_factory),
+            study, config, _objective(config, ranges, module_factory, datamodule_factory, held),
             callbacks, progress, tag=tag,
         )  # fmt: skip
+    except StudyFailedError:
+        gc.unfreeze()
+        held.test(study, config, progress)
+        raise
+    except KeyboardInterrupt:
+        if held.by_optimizer and progress is not None:
+            print(f"{tag}lrtune: interrupted: the test split was not evaluated for the best "
+                  "trials (test: end)", file=progress)  # fmt: skip
+        raise
     finally:
         gc.unfreeze()
+    held.test(study, config, progress)
     return study
 
 

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from lrtune.cli import main
 from lrtune.config import StudyConfig, study_config_from, train_config_from
 from lrtune.errors import ConfigError
-from lrtune.study import open_storage, search
+from lrtune.study import open_storage, search, trials_with_tests
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,23 +62,31 @@ def test_search_records_trials_and_resumes(tmp_path: Path) -> None:
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     for trial in complete:
         attrs = trial.user_attrs
-        assert {"config", "seconds", "epochs", "val_acc", "val_loss", "test_acc", "worker"} <= set(
-            attrs
-        )
-        assert attrs["epochs"] == 3 and 0 <= attrs["test_acc"] <= 1
+        assert {"config", "seconds", "epochs", "val_acc", "val_loss", "worker"} <= set(attrs)
+        assert "test_acc" not in attrs  # test: end stores it in the study, once per optimizer
+        assert attrs["epochs"] == 3
         assert trial.value == attrs["val_acc"]
         assert attrs["config"]["optimizer"]["name"] == trial.params["optimizer"]
-    # progress lines, one per finished trial, and the summary
+    merged = {t.number: t for t in trials_with_tests(study)}
+    best_trial = merged[study.best_trial.number]
+    assert 0 <= best_trial.user_attrs["test_acc"] <= 1
+    # progress lines, one per finished trial, the test passes and the summary
     lines = out.getvalue().splitlines()
     assert sum(line.startswith("[") for line in lines) == 6
+    assert f"test split, best {best_trial.params['optimizer']} trial {best_trial.number}: " in (
+        out.getvalue()
+    )
     assert any(line.startswith("study tiny:") for line in lines)
-    # the best config is a train config that reproduces the best trial's value
+    assert "nan" not in lines[-1] and "nan" not in lines[-2]  # each optimizer's best has test_acc
+    # the best config is a train config that reproduces the best trial's value, and its
+    # test accuracy: the test pass at the end ran on that trial's own weights
     best = train_config_from(tmp_path / "best.yaml")
     assert best.to_dict() == study.best_trial.user_attrs["config"]
     from lrtune.training import train
 
     again = train(best)
     assert again.val_acc == pytest.approx(study.best_value, abs=1e-6)
+    assert again.test_acc == pytest.approx(best_trial.user_attrs["test_acc"], abs=1e-6)
     # the study note is there for optuna-dashboard
     from optuna_dashboard import get_note
 
@@ -227,10 +235,11 @@ def test_quickstart_file_is_valid() -> None:
     assert config.name == "quickstart" and config.space.lr.auto and config.dataset == "digits"
 
 
-@pytest.mark.parametrize("policy", ["improving", "every", "never"])
+@pytest.mark.parametrize("policy", ["end", "improving", "every", "never"])
 def test_test_split_policy(tmp_path: Path, policy: str) -> None:
-    """`test:` decides which trials evaluate the test split; `improving` (the default)
-    tests exactly the trials that beat every earlier complete trial of their optimizer."""
+    """`test:` decides which trials evaluate the test split: `improving` tests exactly the
+    trials that beat every earlier complete trial of their optimizer, right away; `end`
+    (the default) only the best trial of each optimizer, once the search is over."""
     config = StudyConfig.model_validate(
         {
             "name": f"policy-{policy}", "dataset": "digits", "model": "mlp",
@@ -244,6 +253,18 @@ def test_test_split_policy(tmp_path: Path, policy: str) -> None:
         (t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.datetime_complete
     )
     tested = {t.number for t in complete if "test_acc" in t.user_attrs}
+    if policy == "end":
+        assert tested == set()  # nothing on the trials themselves
+        by_number = {t.number: t for t in trials_with_tests(study)}
+        tested = {n for n in by_number if "test_acc" in by_number[n].user_attrs}
+        best_of: dict[str, optuna.trial.FrozenTrial] = {}
+        for trial in complete:
+            name = trial.params["optimizer"]
+            if name not in best_of or trial.value > best_of[name].value:
+                best_of[name] = trial
+        assert tested == {t.number for t in best_of.values()}
+        assert len(tested) == 2 and study.best_trial.number in tested
+        return
     if policy == "every":
         assert tested == {t.number for t in complete}
     elif policy == "never":

@@ -97,7 +97,9 @@ class ClassificationDataModule(pl.LightningDataModule):
         data_dir: Folder with the dataset's files (ignored by ``digits``); default
             :func:`default_data_dir`. Missing files are downloaded when ``download``.
         batch_size: Training batch size; default per dataset.
-        eval_batch_size: Validation/test batch size; default ``max(1024, batch_size)``.
+        eval_batch_size: Validation/test batch size; default ``max(512, batch_size)`` (on a CPU
+            a CNN evaluates ~2x faster in batches of 512 than of 1024, whose activations
+            overflow the caches; a GPU barely differs).
         val_fraction: Fraction of the training set held out for validation (default 0.1).
         augment: Random crop (4 px reflect padding) + horizontal flip on training batches;
             default on for CIFAR, off otherwise.
@@ -136,7 +138,7 @@ class ClassificationDataModule(pl.LightningDataModule):
             raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir(self.name)
         self.batch_size = batch_size or self.info.batch_size
-        self.eval_batch_size = eval_batch_size or max(1024, self.batch_size)
+        self.eval_batch_size = eval_batch_size or max(512, self.batch_size)
         self.val_fraction = val_fraction
         self.augment = self.info.augment if augment is None else augment
         self.seed = seed
