@@ -56,6 +56,8 @@ _FLAGS = {
     "data_dir": "--data-dir",
     "device": "--device",
     "precision": "--precision",
+    "channels_last": "--channels-last",
+    "compile": "--compile",
     "val_fraction": "--val-fraction",
 }
 
@@ -137,6 +139,17 @@ DeviceOpt = Annotated[
 ]
 PrecisionOpt = Annotated[
     str | None, typer.Option(help="32-true (default), bf16-mixed, 16-mixed, ...")
+]
+ChannelsLastOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--channels-last/--no-channels-last",
+        help="Channels-last memory layout for conv models (default on: faster convs).",
+    ),
+]
+CompileOpt = Annotated[
+    bool | None,
+    typer.Option("--compile/--no-compile", help="torch.compile the network (default off)."),
 ]
 ConfigOpt = Annotated[
     Path | None,
@@ -251,6 +264,8 @@ def train_command(
     model_option: ModelOptionOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
+    channels_last: ChannelsLastOpt = None,
+    compile_model: CompileOpt = None,
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch lines.")] = False,
@@ -270,6 +285,8 @@ def train_command(
     flags["--optimizer"] = (("optimizer", "name"), optimizer)
     flags["--lr"] = (("optimizer", "lr"), lr)
     flags["--epochs"] = (("epochs",), epochs)
+    flags["--channels-last"] = (("channels_last",), channels_last)
+    flags["--compile"] = (("compile",), compile_model)
     flags["--opt-param"] = (
         ("optimizer", "params"),
         _parse_pairs(opt_param, "--opt-param") or None,

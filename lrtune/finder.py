@@ -191,8 +191,9 @@ def compare_optimizers(
         model.load_state_dict(initial)
         seed_everything(config.seed, verbose=False)
         module = ClassifierModule(
-            model, datamodule.num_classes, OptimizerConfig(name=info.name), config.schedule
-        )
+            model, datamodule.num_classes, OptimizerConfig(name=info.name), config.schedule,
+            channels_last=config.channels_last,
+        )  # fmt: skip
         low, high = info.lr_range
         result = find_lr(
             module,

@@ -311,15 +311,16 @@ def compiled_model(
     """
     info = get_model_info(name)
     resolved = info.resolve(options)
-    key = (info.name, tuple(input_shape), num_classes, channels_last, repr(sorted(resolved.items())))
+    layout = (tuple(input_shape), num_classes, channels_last)
+    key = (info.name, *layout, repr(sorted(resolved.items())))
     fresh = create_model(name, input_shape, num_classes, **resolved)
     if channels_last:
-        fresh = fresh.to(memory_format=torch.channels_last)
+        fresh = fresh.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     cached = _COMPILED.get(key)
     if cached is None:
-        cached = torch.compile(fresh)
-        _COMPILED[key] = cached
-        return cached
+        compiled: nn.Module = torch.compile(fresh)  # type: ignore[assignment]
+        _COMPILED[key] = compiled
+        return compiled
     original = getattr(cached, "_orig_mod", cached)
     with torch.no_grad():
         original.load_state_dict(fresh.state_dict())

@@ -49,7 +49,7 @@ class ClassifierModule(pl.LightningModule):
             isinstance(layer, nn.Conv2d) for layer in model.modules()
         )
         if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model = model
         self.num_classes = num_classes
         self.optimizer_config = optimizer or OptimizerConfig()

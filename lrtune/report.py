@@ -172,7 +172,7 @@ def study_note(study: Any, config: Any, lr_auto: dict[str, Any] | None = None) -
     if not complete:
         return "\n".join([*lines, "No complete trial yet."])
     maximize = config.objective.resolved_direction == "maximize"
-    ordered = sorted(complete, key=lambda t: t.value, reverse=maximize)
+    ordered = sorted(complete, key=lambda t: float(t.value or 0.0), reverse=maximize)
     best = ordered[0]
     cfg = best.user_attrs.get("config", {})
     lines += [

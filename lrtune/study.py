@@ -632,13 +632,16 @@ def _train_trial(
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
     metrics["epochs"] = float(trainer.current_epoch)
     metrics["steps"] = float(trainer.global_step)
-    if module_factory is None and config.test != "never":
-        if config.test == "every" or _improves(trial, config, train_config, metrics):
-            if config.test == "end" and held is not None:
-                held.keep(trial.number, train_config, module)
-            else:
-                tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-                metrics.update({k: float(v) for k, v in tested.items()})
+    if (
+        module_factory is None
+        and config.test != "never"
+        and (config.test == "every" or _improves(trial, config, train_config, metrics))
+    ):
+        if config.test == "end" and held is not None:
+            held.keep(trial.number, train_config, module)
+        else:
+            tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+            metrics.update({k: float(v) for k, v in tested.items()})
     del trainer, module
     return metrics
 
@@ -720,7 +723,7 @@ def trials_with_tests(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     user attrs merged into each trial's ``user_attrs`` (copies; the study is not changed)."""
     trials = study.get_trials(deepcopy=False)
     stored = {
-        key[len(ATTR_TEST_PREFIX):]: value
+        key[len(ATTR_TEST_PREFIX) :]: value
         for key, value in study.user_attrs.items()
         if key.startswith(ATTR_TEST_PREFIX) and isinstance(value, dict)
     }

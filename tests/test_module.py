@@ -115,3 +115,91 @@ def test_logs_losses_accuracy_and_lr() -> None:
     assert 0.0 <= float(metrics["val_acc"]) <= 1.0
     # lr logged at the end of epoch 2 is the cosine schedule's value at step 10 of 10
     assert float(metrics["lr"]) == pytest.approx(3e-3 * lr_factor("cosine", 10, 10), abs=1e-12)
+
+
+def test_channels_last_is_applied_to_conv_models_only_and_trains_the_same() -> None:
+    """``channels_last`` (default on) changes memory layout, not the numbers: conv weights
+    and inputs go channels-last; an MLP is left alone; both layouts reach the same loss."""
+    base = {"model": "cnn", "model_options": {"width": 8}, "epochs": 1, "seed": 3}
+    dm = DigitsDataModule(batch_size=32)
+    cnn = ClassifierModule.from_config(TrainConfig(**base), dm.input_shape, dm.num_classes)
+    conv = cnn.model[3]  # the second conv: 8 input channels, so the layouts differ
+    assert cnn.channels_last and conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not conv.weight.is_contiguous()
+    plain = ClassifierModule.from_config(
+        TrainConfig(**base, channels_last=False), dm.input_shape, dm.num_classes
+    )
+    assert not plain.channels_last and plain.model[3].weight.is_contiguous()
+    mlp = ClassifierModule.from_config(TrainConfig(model="mlp"), dm.input_shape, dm.num_classes)
+    assert not mlp.channels_last
+    losses = []
+    for channels_last in (True, False):
+        torch.manual_seed(0)  # same initial weights
+        _, trainer = _fit(TrainConfig(**base, channels_last=channels_last))
+        losses.append(float(trainer.callback_metrics["train_loss"]))  # type: ignore[attr-defined]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+
+
+def test_train_loss_is_the_mean_over_the_epochs_steps() -> None:
+    """``train_loss`` is summed per step and logged once per epoch: it must equal the mean
+    of the per-step losses the Trainer saw."""
+    import lightning.pytorch as pl
+
+    seen: list[float] = []
+
+    class Record(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # type: ignore[no-untyped-def]
+            seen.append(float(outputs["loss"]))
+
+    config = TrainConfig(model="mlp", model_options={"width": 16}, epochs=1)
+    _, trainer = _fit(config, callbacks=[Record()])
+    assert len(seen) > 5
+    logged = float(trainer.callback_metrics["train_loss"])  # type: ignore[attr-defined]
+    assert logged == pytest.approx(sum(seen) / len(seen), rel=1e-5)
+    # a steps budget that ends mid-epoch still logs the mean of the steps run
+    seen.clear()
+    _, trainer = _fit(config, callbacks=[Record()], max_steps=7)
+    assert len(seen) == 7
+    logged = float(trainer.callback_metrics["train_loss"])  # type: ignore[attr-defined]
+    assert logged == pytest.approx(sum(seen) / 7, rel=1e-5)
+
+
+def _has_compiler() -> bool:
+    import shutil
+
+    return any(shutil.which(cc) for cc in ("g++", "c++", "clang++"))
+
+
+@pytest.mark.skipif(not _has_compiler(), reason="torch.compile on CPU needs a C++ compiler")
+def test_compile_once_per_process_then_reused_with_fresh_weights() -> None:
+    """``compile: true``: the first run compiles; the next run with the same model gets the
+    same compiled module with freshly initialised weights and compiles nothing new."""
+    from torch._dynamo.utils import counters
+
+    from lrtune.models import compiled_model, create_model
+
+    def build(seed: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+        torch.manual_seed(seed)
+        compiled = compiled_model("mlp", (1, 8, 8), 10, width=16, depth=1)
+        torch.manual_seed(seed)
+        return compiled, create_model("mlp", (1, 8, 8), 10, width=16, depth=1)
+
+    x = torch.randn(32, 1, 8, 8)
+    first, reference = build(0)
+    for got, want in zip(first.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(got, want)
+    loss = first(x).square().mean()
+    loss.backward()  # compiles forward and backward
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs >= 1
+    with torch.no_grad():
+        for p in first.parameters():
+            p.add_(1.0)  # as if trained
+    second, reference = build(1)
+    assert second is first  # compiled once per process
+    for got, want in zip(second.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(got, want)  # fresh weights, as create_model would make them
+    out = second(x)
+    out.square().mean().backward()
+    assert counters["stats"]["unique_graphs"] == graphs  # nothing recompiled
+    assert torch.allclose(out, reference(x), atol=1e-5)

@@ -280,3 +280,30 @@ def test_test_split_policy(tmp_path: Path, policy: str) -> None:
         assert tested == expected
         assert study.best_trial.number in tested
         assert len(tested) < len(complete)  # some trials skipped the test pass
+
+
+def test_compiled_trials_reuse_one_compilation(tmp_path: Path) -> None:
+    """``compile: true``: the first trial compiles the network; later trials (and the test
+    pass at the end) reuse it with fresh weights instead of compiling again."""
+    import shutil
+
+    if not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
+        pytest.skip("torch.compile on CPU needs a C++ compiler")
+    from torch._dynamo.utils import counters
+
+    config = StudyConfig.model_validate(
+        {
+            "name": "compiled", "dataset": "digits", "model": "mlp",
+            "model_options": {"width": 16}, "budget": {"epochs": 1}, "n_trials": 1,
+            "pruner": "none", "compile": True, "storage": str(tmp_path / "c.journal"),
+            "space": {"optimizers": ["sgd", "adam"], "lr": {"low": 1e-3, "high": 0.1}},
+        }
+    )  # fmt: skip
+    search(config, progress=None, publish=False)
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs >= 1
+    study = search(config, n_trials=4, progress=None, publish=False)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    assert counters["stats"]["unique_graphs"] == graphs
+    best = {t.number: t for t in trials_with_tests(study)}[study.best_trial.number]
+    assert 0.5 < best.user_attrs["test_acc"] <= 1
