@@ -13,8 +13,11 @@ training replaced by a stub that reports 8 epochs and returns (so what remains i
 per-trial work: sampling lrtune's conditional space with TPE, the surplus check, the trial
 heartbeat, the user attrs it writes, the dead-trial checks, Optuna's bookkeeping), on the
 journal file and on PostgreSQL (``--postgres URL``, a fresh database is made and dropped),
-``--overhead-trials`` trials (default 200). Reported: mean milliseconds per trial over the
-first 50 and the last 50 trials.
+``--overhead-trials`` trials (default 200). Baselines in the same run: a hand-rolled Optuna
+loop over the same space (journal file, Optuna's grouped multivariate ``TPESampler``, same
+made-up objective values, no lrtune), and ``lrtune search`` with Optuna's ``TPESampler``
+instead of lrtune's ``GatedTPESampler``. Reported: mean milliseconds per trial over the
+first 50 (imports included) and the last 50 trials, and the last-50 ratio to the loop.
 
 Run from the repository root, on a quiet machine::
 
@@ -81,10 +84,60 @@ def _fresh_postgres(admin: str) -> Iterator[str]:
         engine.dispose()
 
 
-def _stub_training(trial: Any, config: Any, *args: Any) -> dict[str, float]:
+def _stub_value(train_config: Any) -> float:
+    """A made-up accuracy with a signal for TPE: best at LR 3e-3, a little per optimizer."""
+    lr, name = train_config.optimizer.lr, train_config.optimizer.name
+    return 0.9 - 0.05 * abs(math.log10(lr) + 2.5) - 0.002 * len(name)
+
+
+def _stub_training(trial: Any, config: Any, train_config: Any, *args: Any) -> dict[str, float]:
+    value = _stub_value(train_config)
     for epoch in range(config.budget.epochs):
-        trial.report(0.5 + 0.01 * epoch, epoch)
-    return {"val_acc": 0.5, "val_loss": 1.0, "test_acc": 0.5, "epochs": 8.0, "steps": 160.0}
+        trial.report(value - 0.01 * (config.budget.epochs - epoch), epoch)
+    return {"val_acc": value, "val_loss": 1.0, "epochs": 8.0, "steps": 160.0}
+
+
+def _optuna_loop(config: Any, path: str, n_trials: int) -> list[float]:
+    """The hand-rolled baseline: plain Optuna (journal file, grouped multivariate TPE with
+    lrtune's settings) over the same conditional space and the same made-up values, with
+    no lrtune around it. Returns the wall time of each trial."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    from lrtune.space import lr_ranges, suggest_config
+
+    ranges = lr_ranges(config, {})
+    study = optuna.create_study(
+        storage=optuna.storages.JournalStorage(JournalFileBackend(path)),
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(
+            multivariate=True, group=True, n_startup_trials=10, seed=config.seed
+        ),
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        value = _stub_value(suggest_config(trial, config, ranges))
+        for epoch in range(config.budget.epochs):
+            trial.report(value - 0.01 * (config.budget.epochs - epoch), epoch)
+        return value
+
+    ends: list[float] = []
+    start = time.perf_counter()
+    study.optimize(objective, n_trials=n_trials, callbacks=[lambda s, t: ends.append(
+        time.perf_counter())])  # fmt: skip
+    print(f"  best made-up value: {study.best_value:.4f}")
+    return [b - a for a, b in zip([start, *ends[:-1]], ends, strict=True)]
+
+
+def _report(label: str, per: list[float], base: float | None = None) -> float:
+    first = statistics.mean(per[:50]) * 1000
+    last = statistics.mean(per[-50:]) * 1000
+    ratio = f"; last 50 vs the Optuna loop: {last / base:.2f}x" if base else ""
+    print(f"{label}: {len(per)} trials, ms per trial: first 50 {first:.1f}, last 50 "
+          f"{last:.1f}{ratio}", flush=True)  # fmt: skip
+    if not math.isfinite(last):
+        sys.exit("no timing")
+    return last
 
 
 class _Clock:
@@ -101,7 +154,7 @@ class _Clock:
         pass
 
 
-def overhead(storages: dict[str, str], n_trials: int) -> None:
+def overhead(storages: dict[str, str], n_trials: int, tmp: str) -> None:
     import optuna
 
     import lrtune.study as study_module
@@ -109,24 +162,40 @@ def overhead(storages: dict[str, str], n_trials: int) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study_module._train_trial = _stub_training  # type: ignore[assignment]
-    for label, storage in storages.items():
-        config = study_config_from(
+    plain = study_module.create_sampler
+
+    def config_for(storage: str) -> Any:
+        return study_config_from(
             QUICKSTART,
             {"storage": storage, "n_trials": n_trials, "pruner": "none",
              "enqueue_defaults": False, "space": {"lr": {"auto": False}},
              "name": f"overhead-{uuid.uuid4().hex[:6]}"},
         )  # fmt: skip
+
+    def run(storage: str) -> list[float]:
         clock = _Clock()
         start = time.perf_counter()
-        study_module.search(config, progress=clock, publish=False)  # type: ignore[arg-type]
-        ends = clock.ends
-        per = [b - a for a, b in zip([start, *ends[:-1]], ends, strict=True)]
-        first = statistics.mean(per[:50]) * 1000
-        last = statistics.mean(per[-50:]) * 1000
-        print(f"{label}: {n_trials} trials, ms per trial: first 50 {first:.1f}, last 50 "
-              f"{last:.1f}", flush=True)  # fmt: skip
-        if not math.isfinite(last):
-            sys.exit("no timing")
+        study = study_module.search(config_for(storage), progress=clock, publish=False)  # type: ignore[arg-type]
+        print(f"  best made-up value: {study.best_value:.4f}")
+        return [b - a for a, b in zip([start, *clock.ends[:-1]], clock.ends, strict=True)]
+
+    journal = storages["journal file"]
+    base = _report("Optuna loop (journal file, Optuna's TPESampler)",
+                   _optuna_loop(config_for(journal), f"{tmp}/baseline.journal", n_trials))  # fmt: skip
+
+    def optuna_tpe(config: Any) -> optuna.samplers.BaseSampler:
+        sampler = plain(config)
+        options = {"multivariate": True, "group": True, "n_startup_trials": 10}
+        return optuna.samplers.TPESampler(seed=config.seed, **options) if isinstance(
+            sampler, optuna.samplers.TPESampler) else sampler  # fmt: skip
+
+    study_module.create_sampler = optuna_tpe  # type: ignore[assignment]
+    try:
+        _report("lrtune search, Optuna's TPESampler (journal file)", run(journal), base)
+    finally:
+        study_module.create_sampler = plain
+    for label, storage in storages.items():
+        _report(f"lrtune search ({label})", run(storage), base)
 
 
 def main() -> None:
@@ -148,7 +217,7 @@ def main() -> None:
             storages = {"journal file": str(Path(tmp) / "o.journal")}
             if args.postgres:
                 storages["PostgreSQL"] = stack.enter_context(_fresh_postgres(args.postgres))
-            overhead(storages, args.overhead_trials)
+            overhead(storages, args.overhead_trials, tmp)
 
 
 if __name__ == "__main__":

@@ -254,16 +254,19 @@ def load_study(url: str | None, study_name: str | None = None) -> optuna.Study:
 
 def create_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
     """The study's sampler, seeded. TPE is multivariate with grouped decomposition, so the
-    conditional parameters (per optimizer, per schedule) are modelled jointly."""
+    conditional parameters (per optimizer, per schedule) are modelled jointly; it samples
+    only the groups a trial uses (:class:`lrtune._sampler.GatedTPESampler`)."""
     name, options = config.sampler.name, dict(config.sampler.options)
     try:
         if name == "tpe":
+            from lrtune._sampler import GatedTPESampler
+
             options.setdefault("multivariate", True)
             options.setdefault("group", True)
             options.setdefault("n_startup_trials", 10)
             with warnings.catch_warnings():  # `group` is marked experimental; we rely on it
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.samplers.TPESampler(seed=config.seed, **options)
+                return GatedTPESampler(seed=config.seed, **options)
         if name == "random":
             return optuna.samplers.RandomSampler(seed=config.seed, **options)
         if name == "gp":
