@@ -180,8 +180,8 @@ def overhead(storages: dict[str, str], n_trials: int, tmp: str) -> None:
         return [b - a for a, b in zip([start, *clock.ends[:-1]], clock.ends, strict=True)]
 
     journal = storages["journal file"]
-    base = _report("Optuna loop (journal file, Optuna's TPESampler)",
-                   _optuna_loop(config_for(journal), f"{tmp}/baseline.journal", n_trials))  # fmt: skip
+    loop = _optuna_loop(config_for(journal), f"{tmp}/baseline.journal", n_trials)
+    base = _report("Optuna loop (journal file, Optuna's TPESampler)", loop)
 
     def optuna_tpe(config: Any) -> optuna.samplers.BaseSampler:
         sampler = plain(config)

@@ -119,7 +119,6 @@ class GatedTPESampler(optuna.samplers.TPESampler):
             # parameters from here to count it as a "lie"
             text, width = json.dumps(params), _tpe._SYSTEM_ATTR_MAX_LENGTH
             for i in range(0, len(text), width):
-                study._storage.set_trial_system_attr(
-                    trial._trial_id, f"{_tpe._RELATIVE_PARAMS_KEY}:{i // width}", text[i : i + width]
-                )
+                key = f"{_tpe._RELATIVE_PARAMS_KEY}:{i // width}"
+                study._storage.set_trial_system_attr(trial._trial_id, key, text[i : i + width])
         return params

@@ -24,7 +24,9 @@ CONFIG = StudyConfig.model_validate(
         "space": {
             "optimizers": ["sgd", "momentum", "adam", "adamax"],
             "lr": {"low": 1e-4, "high": 1.0},
-            "schedules": ["constant", {"name": "step", "params": {"gamma": {"low": 0.1, "high": 0.9}}}],
+            "schedules": [
+                "constant", {"name": "step", "params": {"gamma": {"low": 0.1, "high": 0.9}}},
+            ],
         },
     }
 )  # fmt: skip
@@ -78,8 +80,10 @@ def test_only_the_chosen_groups_are_sampled() -> None:
         seen: list[list[str]] = []
         original = sampler._sample_relative
 
-        def spy(study: Any, trial: Any, space: dict[str, Any], _o: Any = original) -> Any:
-            seen.append(sorted(space))
+        def spy(
+            study: Any, trial: Any, space: dict[str, Any], _o: Any = original, _s: Any = seen
+        ) -> Any:
+            _s.append(sorted(space))
             return _o(study, trial, space)
 
         sampler._sample_relative = spy
