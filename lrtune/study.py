@@ -336,11 +336,15 @@ def _pruning_callback(trial: optuna.Trial, config: StudyConfig) -> pl.Callback:
     return _Pruning(trial, monitor=config.objective.metric)
 
 
-def _monitor_callback(trial: optuna.Trial, explode_factor: float = 10.0) -> pl.Callback:
+def _monitor_callback(
+    trial: optuna.Trial, explode_factor: float = 10.0, accelerator_every: int = 10
+) -> pl.Callback:
     """Ends a trial at once when its loss is NaN/inf or explodes (recorded as pruned).
 
     Exploding: the loss, smoothed over a few steps (EMA 0.5), exceeds ``explode_factor``
-    times the first step's loss (the loss at initialisation).
+    times the first step's loss (the loss at initialisation). On a CPU every step's loss is
+    checked; on a GPU every ``accelerator_every``-th (reading a loss waits for the GPU to
+    finish the step, which would stall the queue of kernels every step; a NaN stays NaN).
     """
     import lightning.pytorch as pl
 
@@ -355,6 +359,13 @@ def _monitor_callback(trial: optuna.Trial, explode_factor: float = 10.0) -> pl.C
         ) -> None:  # fmt: skip
             loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
             if loss is None:
+                return
+            if (
+                self.first is not None
+                and getattr(loss, "device", None) is not None
+                and loss.device.type != "cpu"
+                and trainer.global_step % accelerator_every
+            ):
                 return
             value = float(loss)
             reason = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import signal
 import subprocess
@@ -307,3 +308,36 @@ def test_compiled_trials_reuse_one_compilation(tmp_path: Path) -> None:
     assert counters["stats"]["unique_graphs"] == graphs
     best = {t.number: t for t in trials_with_tests(study)}[study.best_trial.number]
     assert 0.5 < best.user_attrs["test_acc"] <= 1
+
+
+def test_divergence_check_reads_a_gpu_loss_every_tenth_step() -> None:
+    """Reading a GPU loss waits for the step to finish: the divergence check does it on every
+    10th step there (a NaN stays NaN), and on every step on a CPU."""
+    from types import SimpleNamespace
+
+    from lrtune.study import _monitor_callback
+
+    reads: list[int] = []
+
+    class Loss:
+        def __init__(self, value: float, device: str) -> None:
+            self.value, self.device = value, SimpleNamespace(type=device)
+
+        def __float__(self) -> float:
+            reads.append(1)
+            return self.value
+
+    attrs: dict[str, object] = {}
+    trial = SimpleNamespace(set_user_attr=attrs.__setitem__)
+    for device, expected in (("cpu", 24), ("cuda", 3)):  # cuda: first step, steps 10 and 20
+        reads.clear()
+        check = _monitor_callback(trial)  # type: ignore[arg-type]
+        for step in range(24):
+            trainer = SimpleNamespace(global_step=step + 1)
+            check.on_train_batch_end(trainer, None, Loss(2.0, device), None, step)  # type: ignore[arg-type]
+        assert len(reads) == expected, device
+    with pytest.raises(optuna.TrialPruned, match="diverged at step 30: loss is nan"):
+        for step in range(24, 40):
+            trainer = SimpleNamespace(global_step=step + 1)
+            check.on_train_batch_end(trainer, None, Loss(math.nan, "cuda"), None, step)  # type: ignore[arg-type]
+    assert "loss is nan" in str(attrs["diverged"])
