@@ -201,6 +201,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of all sides")
     parser.add_argument(
         "--variants", nargs="+", default=["default"],
         help="lrtune settings to time after the baseline: default (lrtune's defaults), "
@@ -220,19 +221,30 @@ def main() -> None:
         "default": {}, "test-never": {"test": "never"}, "test-improving": {"test": "improving"},
         "no-channels-last": {"channels_last": False}, "bf16": {"precision": "bf16-mixed"},
     }  # fmt: skip
-    runs = [("baseline", *baseline(args.data_dir, args.trials, args.epochs, args.seed))]
-    for name in args.variants:
-        fields = variants[name]
-        runs.append((f"lrtune {name}", *lrtune_side(
-            args.data_dir, args.trials, args.epochs, args.seed, **fields)))  # fmt: skip
-    base_mean = statistics.mean(runs[0][1])
-    for label, times, steps in runs:
-        total = sum(times)
-        ratio = base_mean / statistics.mean(times)
-        print(f"{label:>24}: {statistics.mean(times):.3f} s/trial (median "
-              f"{statistics.median(times):.3f}), in training steps {steps / total:.0%} "
-              f"({steps / len(times):.3f} s/trial); throughput vs baseline {ratio:.2f}x",
-              flush=True)  # fmt: skip
+    labels = ["baseline", *(f"lrtune {name}" for name in args.variants)]
+    means: dict[str, list[float]] = {label: [] for label in labels}
+    for repeat in range(args.repeats):  # round-robin: a slow patch of the VM hits all sides
+        runs = [("baseline", *baseline(args.data_dir, args.trials, args.epochs, args.seed))]
+        for name in args.variants:
+            fields = variants[name]
+            runs.append((f"lrtune {name}", *lrtune_side(
+                args.data_dir, args.trials, args.epochs, args.seed, **fields)))  # fmt: skip
+        base_mean = statistics.mean(runs[0][1])
+        print(f"round {repeat + 1}:", flush=True)
+        for label, times, steps in runs:
+            total = sum(times)
+            means[label].append(statistics.mean(times))
+            ratio = base_mean / statistics.mean(times)
+            print(f"{label:>24}: {statistics.mean(times):.3f} s/trial (median "
+                  f"{statistics.median(times):.3f}), in training steps {steps / total:.0%} "
+                  f"({steps / len(times):.3f} s/trial); throughput vs baseline {ratio:.2f}x",
+                  flush=True)  # fmt: skip
+    if args.repeats > 1:
+        print("ratios per round (baseline s/trial / lrtune s/trial), then their median:")
+        for label in labels[1:]:
+            ratios = [b / x for b, x in zip(means["baseline"], means[label], strict=True)]
+            shown = ", ".join(f"{r:.2f}" for r in ratios)
+            print(f"{label:>24}: {shown}; median {statistics.median(ratios):.2f}x")
 
 
 if __name__ == "__main__":
