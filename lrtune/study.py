@@ -698,7 +698,9 @@ class _HeldWeights:
         weights = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
         self.by_optimizer[train_config.optimizer.name] = (number, train_config, weights)
 
-    def test(self, study: optuna.Study, config: StudyConfig, progress: TextIO | None) -> None:
+    def test(
+        self, study: optuna.Study, config: StudyConfig, progress: TextIO | None, tag: str = ""
+    ) -> None:
         """Evaluate the test split for each held trial that is still the best complete trial
         of its optimizer in the study, and store the metrics in the study's user attrs."""
         if not self.by_optimizer:
@@ -728,7 +730,7 @@ class _HeldWeights:
             study.set_user_attr(f"{ATTR_TEST_PREFIX}{number}", metrics)
             if progress is not None:
                 shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
-                print(f"test split, best {name} trial {number}: {shown}", file=progress)
+                print(f"{tag}test split, best {name} trial {number}: {shown}", file=progress)
         self.by_optimizer.clear()
 
 
@@ -1064,7 +1066,7 @@ def _run_worker(
         )  # fmt: skip
     except StudyFailedError:
         gc.unfreeze()
-        held.test(study, config, progress)
+        held.test(study, config, progress, tag)
         raise
     except KeyboardInterrupt:
         if held.by_optimizer and progress is not None:
@@ -1073,7 +1075,7 @@ def _run_worker(
         raise
     finally:
         gc.unfreeze()
-    held.test(study, config, progress)
+    held.test(study, config, progress, tag)
     return study
 
 
