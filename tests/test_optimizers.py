@@ -339,3 +339,31 @@ def test_config_error_is_a_value_error() -> None:
 def test_nesterov_without_momentum_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="momentum"):
         create_optimizer("nesterov", _linear().parameters(), 0.1, {"momentum": 0.0})
+
+
+def test_fused_implementation_where_torch_has_one() -> None:
+    """Adam, AdamW, SGD and Adagrad use torch's fused kernels on a CPU; the others do not
+    have one; param groups (even as generators) still work, and the fused step computes
+    the same update as the per-tensor one."""
+    from lrtune.optimizers import create_optimizer
+
+    def params() -> list[torch.nn.Parameter]:
+        torch.manual_seed(0)
+        return [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(3))]
+
+    for name in ("adam", "adamw", "sgd", "momentum", "nesterov", "adagrad"):
+        assert create_optimizer(name, params(), 0.1).defaults.get("fused") is True, name
+    for name in ("adamax", "rmsprop", "nadam", "radam"):
+        assert not create_optimizer(name, params(), 0.1).defaults.get("fused"), name
+    groups = create_optimizer("adam", [{"params": iter(params()), "lr": 0.5}], 0.1)
+    assert len(groups.param_groups[0]["params"]) == 2 and groups.defaults["fused"] is True
+    fused, plain = params(), params()
+    a = create_optimizer("adam", fused, 0.1, {"weight_decay": 0.01})
+    b = torch.optim.Adam(plain, lr=0.1, weight_decay=0.01)
+    for _ in range(3):
+        for p, q in zip(fused, plain, strict=True):
+            p.grad = q.grad = torch.ones_like(p) * 0.3
+        a.step()
+        b.step()
+    for p, q in zip(fused, plain, strict=True):
+        assert torch.allclose(p, q, atol=1e-6)
