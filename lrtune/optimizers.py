@@ -243,17 +243,17 @@ class OptimInfo:
         """
         if not (lr > 0 and math.isfinite(lr)):
             raise ConfigError(f"lr must be > 0, got {lr!r}")
-        params = [
+        items: list[Any] = [
             {**item, "params": list(item["params"])} if isinstance(item, dict) else item
             for item in params
         ]
         kwargs = self.torch_kwargs(lr, hyperparameters)
-        if _fusable(self.cls, params):
+        if _fusable(self.cls, items):
             try:
-                return self.cls(params, **kwargs, fused=True)
+                return self.cls(items, **kwargs, fused=True)  # type: ignore[call-arg]
             except (RuntimeError, ValueError):  # a device/dtype torch does not fuse for
                 pass
-        return self.cls(params, **kwargs)
+        return self.cls(items, **kwargs)
 
 
 _FUSED_DEVICES = {"Adam": {"cpu", "cuda"}, "AdamW": {"cpu", "cuda"}, "SGD": {"cpu", "cuda"},
