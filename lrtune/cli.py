@@ -552,13 +552,15 @@ def best_command(
     """Print a study's best value, params and resolved configuration."""
     import optuna
 
-    from lrtune.study import best_config, load_study
+    from lrtune.study import best_config, load_study, trials_with_tests
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(storage, study_name)
     study_name = study.study_name
     config = best_config(study)
     trial = study.best_trial
+    merged = next(t for t in trials_with_tests(study) if t.number == trial.number)
+    tests = {k: v for k, v in merged.user_attrs.items() if k.startswith("test_")}
     if json_out:
         _emit_json(
             {
@@ -566,6 +568,7 @@ def best_command(
                 "value": trial.value,
                 "params": trial.params,
                 "trial": trial.number,
+                "test": tests,
                 "config": config.to_dict(),
             }
         )
@@ -573,6 +576,8 @@ def best_command(
     import yaml
 
     print(f"study {study_name}: best value {trial.value:.4f} (trial {trial.number})")
+    if tests:
+        print("test split: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(tests.items())))
     print("params:")
     for key, value in trial.params.items():
         print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}")

@@ -185,6 +185,9 @@ def test_search_and_best_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     out, _ = capsys.readouterr()
     best = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and best["value"] == payload["value"] and best["params"] == payload["params"]
+    assert 0 < best["test"]["test_acc"] <= 1  # measured when the search ended (test: end)
+    assert main(["best", "--study-name", "tiny", "--storage", storage]) == 0
+    assert f"test split: test_acc {best['test']['test_acc']:.4f}" in capsys.readouterr().out
     # the storage is a standard Optuna storage: optuna's own CLI lists the trials
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "optuna"), "trials", "--storage", storage,
