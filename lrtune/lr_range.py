@@ -120,6 +120,13 @@ class DivergenceRule:
     threshold: float = 3.0
     warmup: int = 10
     _losses: list[float] = field(default_factory=list, repr=False)
+    # the EMA, its best value and where, and the noise, kept up to date step by step (the
+    # same numbers as recomputing them from all losses, without O(steps) work per step)
+    _smooth: list[float] = field(default_factory=list, repr=False)
+    _avg: float = field(default=0.0, repr=False)
+    _best: float = field(default=math.inf, repr=False)
+    _head: int = field(default=0, repr=False)
+    _noise_at: tuple[int, float] = field(default=(-1, 0.0), repr=False)
 
     def update(self, loss: float) -> str | None:
         """Add one loss; return why the sweep must stop, or ``None`` to go on."""
@@ -127,15 +134,20 @@ class DivergenceRule:
             return f"loss is {loss} at step {len(self._losses)}"
         self._losses.append(loss)
         n = len(self._losses)
+        self._avg = self.beta * self._avg + (1 - self.beta) * loss
+        self._smooth.append(self._avg / (1 - self.beta**n))
+        if self._smooth[-1] < self._best:
+            self._best, self._head = self._smooth[-1], n  # noise of the falling part only
         if n <= self.warmup:
             return None
-        smooth = ema(self._losses, self.beta)
-        start = float(np.mean(smooth[: max(2, self.warmup)]))
-        best = float(smooth.min())
-        head = int(np.argmin(smooth)) + 1  # noise of the falling part, not of a blow-up
-        noise = _noise(np.asarray(self._losses[: max(head, self.warmup)]))
+        start = float(np.mean(self._smooth[: max(2, self.warmup)]))
+        best = self._best
+        prefix = max(self._head, self.warmup)
+        if self._noise_at[0] != prefix:
+            self._noise_at = (prefix, _noise(np.asarray(self._losses[:prefix])))
+        noise = self._noise_at[1]
         scale = max(start - best, 3 * noise, 1e-12 * max(1.0, abs(best)))
-        rise = float(smooth[-1]) - best
+        rise = float(self._smooth[-1]) - best
         if rise > self.threshold * scale:
             return (
                 f"loss diverged at step {n - 1}: smoothed loss rose {rise:.3g} above its best, "

@@ -279,3 +279,65 @@ def test_mnist_smoke(mnist_dir) -> None:
     assert result.suggestion is not None, result.reason
     assert 1e-5 < result.suggestion < 1e-1
     assert result.bracket is not None and result.bracket[0] < result.bracket[1]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "momentum"])
+def test_plain_steps_give_the_same_sweep_as_lightnings_step_machinery(optimizer: str) -> None:
+    """With nothing hooked around backward/step, the sweep calls training_step, backward and
+    optimizer.step itself; a callback overriding such a hook sends it through Lightning's
+    strategy (and the hook runs). Both give the same sweep, bit for bit."""
+    from lrtune.callbacks import _plain_steps
+
+    calls: list[int] = []
+    used: list[bool] = []
+
+    class Hooked(pl.Callback):
+        def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            calls.append(1)
+
+    class Spy(pl.Callback):
+        def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            finder = next(c for c in trainer.callbacks if type(c).__name__ == "LRRangeTest")
+            used.append(_plain_steps(trainer, pl_module, finder))
+
+    dm = DigitsDataModule(batch_size=32, seed=0)
+    results = []
+    for callbacks in ([Spy()], [Spy(), Hooked()]):
+        module = _classifier(optimizer)
+        results.append(find_lr(module, datamodule=dm, min_lr=1e-5, max_lr=1.0, num_steps=40,
+                               callbacks=callbacks))  # fmt: skip
+    assert used == [True, False]
+    assert len(calls) == len(results[1].lrs) > 10  # the hook ran once per step
+    assert results[0].lrs == results[1].lrs
+    assert results[0].losses == results[1].losses
+    assert results[0].suggestion == results[1].suggestion
+
+
+def test_plain_steps_are_not_used_where_lightning_adds_something() -> None:
+    """Gradient clipping, mixed precision or a module overriding a step hook: strategy path."""
+    from lrtune.callbacks import LRRangeTest, _plain_steps
+
+    seen: dict[str, bool] = {}
+
+    class Spy(pl.Callback):
+        def __init__(self, key: str) -> None:
+            self.key = key
+
+        def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            finder = next(c for c in trainer.callbacks if isinstance(c, LRRangeTest))
+            seen[self.key] = _plain_steps(trainer, pl_module, finder)
+
+    class Clipping(ClassifierModule):
+        def configure_gradient_clipping(self, *args: Any, **kwargs: Any) -> None:
+            super().configure_gradient_clipping(*args, **kwargs)
+
+    dm = DigitsDataModule(batch_size=32, seed=0)
+    find_lr(_classifier(), datamodule=dm, num_steps=10, callbacks=[Spy("plain")])
+    find_lr(_classifier(), datamodule=dm, num_steps=10, gradient_clip_val=1.0,
+            callbacks=[Spy("clip")])  # fmt: skip
+    find_lr(_classifier(), datamodule=dm, num_steps=10, precision="bf16-mixed",
+            callbacks=[Spy("bf16")])  # fmt: skip
+    module = _classifier()
+    module.__class__ = Clipping
+    find_lr(module, datamodule=dm, num_steps=10, callbacks=[Spy("hook")])
+    assert seen == {"plain": True, "clip": False, "bf16": False, "hook": False}

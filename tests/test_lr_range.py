@@ -338,3 +338,37 @@ def test_steepest_ignores_a_collapse_after_the_minimum() -> None:
     steepest = analyze(lrs, losses, beta=0.0, method="steepest").suggestions["steepest"]
     minimum_at = lrs[int(np.argmin(losses))]
     assert steepest is not None and steepest <= minimum_at
+
+
+def _reference_rule(losses: list[float], beta: float, threshold: float, warmup: int) -> list:
+    """The stop rule recomputed from scratch at every step (what DivergenceRule keeps up
+    to date incrementally)."""
+    from lrtune.lr_range import _noise, ema
+
+    out = []
+    for n in range(1, len(losses) + 1):
+        if n <= warmup:
+            out.append(None)
+            continue
+        smooth = ema(losses[:n], beta)
+        start = float(np.mean(smooth[: max(2, warmup)]))
+        best = float(smooth.min())
+        head = int(np.argmin(smooth)) + 1
+        noise = _noise(np.asarray(losses[: max(head, warmup)]))
+        scale = max(start - best, 3 * noise, 1e-12 * max(1.0, abs(best)))
+        out.append(float(smooth[-1]) - best > threshold * scale)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_divergence_rule_matches_recomputing_everything(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 120
+    curve = np.concatenate([np.linspace(2.3, 0.4, 80), np.linspace(0.4, 3.0, n - 80) ** 2])
+    losses = [float(v) for v in curve + rng.normal(0, 0.05 * (seed % 3), n)]
+    beta, threshold, warmup = (0.9, 3.0, 10) if seed % 2 else (0.6, 1.5, 5)
+    rule = DivergenceRule(beta=beta, threshold=threshold, warmup=warmup)
+    got = [rule.update(loss) is not None for loss in losses]
+    want = [bool(x) for x in _reference_rule(losses, beta, threshold, warmup)]
+    assert got == want
+    assert any(got)  # the curve does blow up
