@@ -237,7 +237,7 @@ def _plain_steps(trainer: pl.Trainer, module: pl.LightningModule, finder: pl.Cal
         return False
     return not any(
         is_overridden(hook, callback, parent=pl.Callback)
-        for callback in trainer.callbacks
+        for callback in trainer.callbacks  # type: ignore[attr-defined]
         if callback is not finder
         for hook in _STEP_HOOKS
     )
