@@ -1,0 +1,127 @@
+"""Wall time of the LR range test: ``lrtune.find_lr`` vs Lightning's ``Tuner.lr_find``.
+
+Timing only (``bench_lr_finder.py`` measures how good the suggestions are). For each
+setting and optimizer, both finders sweep the same module from the same initial weights
+over the same LR range at ``--num-steps`` steps, alternating, ``--repeats`` times after one
+untimed warm-up each; Lightning's Trainer is the one a user would pass (logger off, no
+progress bar, a temporary ``default_root_dir``). Printed: median seconds per run, steps
+run, and the ratio lrtune / Lightning per case, per setting and overall (median of the
+per-case ratios).
+
+Run from the repository root::
+
+    python benchmarks/bench_finder_speed.py --data-dir ../shared/data/mnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SETTINGS = {  # name: (dataset, model, width, batch)
+    "digits-mlp": ("digits", "mlp", 128, 64),
+    "digits-cnn": ("digits", "cnn", 16, 32),
+    "mnist-mlp": ("mnist", "mlp", 256, 128),
+    "mnist-cnn": ("mnist", "cnn", 32, 64),
+}
+
+
+def _time_case(dm: Any, net: Any, initial: dict, name: str, args: argparse.Namespace) -> tuple:
+    """Median seconds and steps of each finder on one (setting, optimizer)."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.tuner import Tuner
+
+    from lrtune import find_lr
+    from lrtune.config import OptimizerConfig
+    from lrtune.module import ClassifierModule
+    from lrtune.optimizers import get_optimizer_info
+
+    low, high = get_optimizer_info(name).lr_range
+    bounds = {"min_lr": low / 10, "max_lr": high * 10}
+
+    def module() -> ClassifierModule:
+        net.load_state_dict(initial)
+        return ClassifierModule(net, dm.num_classes, OptimizerConfig(name=name))
+
+    def ours() -> tuple[float, int]:
+        m = module()
+        start = time.perf_counter()
+        result = find_lr(m, datamodule=dm, num_steps=args.num_steps, **bounds)
+        return time.perf_counter() - start, len(result.lrs)
+
+    def lightning() -> tuple[float, int]:
+        m = module()
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            trainer = pl.Trainer(max_epochs=1000, default_root_dir=tmp, logger=False,
+                                 enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+            found = Tuner(trainer).lr_find(
+                m, datamodule=dm, num_training=args.num_steps, update_attr=False, **bounds
+            )
+            found.suggestion()
+            return time.perf_counter() - start, len(found.results["lr"])
+
+    ours()
+    lightning()
+    a, b = [], []
+    for _ in range(args.repeats):
+        a.append(ours())
+        b.append(lightning())
+    return (statistics.median(t for t, _ in a), a[0][1], statistics.median(t for t, _ in b),
+            b[0][1])  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared/data/mnist")
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--optimizers", nargs="+", default=["adam", "momentum"])
+    parser.add_argument("--num-steps", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    import lightning.pytorch as pl
+    import torch
+
+    from lrtune._logging import quiet_lightning
+    from lrtune.data import create_datamodule
+    from lrtune.models import create_model
+
+    quiet_lightning()
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.ERROR)
+    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), lightning "
+          f"{pl.__version__}; {args.num_steps} steps, median of {args.repeats}")  # fmt: skip
+    ratios: dict[str, list[float]] = {}
+    for setting in args.settings:
+        dataset, model, width, batch = SETTINGS[setting]
+        options: dict[str, Any] = {"data_dir": args.data_dir, "download": False}
+        dm = create_datamodule(dataset, batch_size=batch, seed=0,
+                               **(options if dataset == "mnist" else {}))  # fmt: skip
+        dm.prepare_data()
+        torch.manual_seed(0)
+        net = create_model(model, dm.input_shape, dm.num_classes, width=width)
+        initial = copy.deepcopy(net.state_dict())
+        for name in args.optimizers:
+            mine, steps, theirs, their_steps = _time_case(dm, net, initial, name, args)
+            ratios.setdefault(setting, []).append(mine / theirs)
+            print(f"{setting:<11} {name:<9} lrtune {mine:.3f} s ({steps} steps)  lightning "
+                  f"{theirs:.3f} s ({their_steps} steps)  ratio {mine / theirs:.2f}x",
+                  flush=True)  # fmt: skip
+    every = [r for values in ratios.values() for r in values]
+    for setting, values in ratios.items():
+        print(f"{setting}: median ratio {statistics.median(values):.2f}x")
+    print(f"overall: median ratio {statistics.median(every):.2f}x over {len(every)} cases")
+
+
+if __name__ == "__main__":
+    main()
