@@ -47,3 +47,17 @@ def test_example_runs(script: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip(), "an example should print its result"
+
+
+def test_readme_study_file_is_valid() -> None:
+    """The study file shown in the README validates as written (every field it names)."""
+    import yaml
+
+    from lrtune.config import StudyConfig
+
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    study = next(b for b in blocks if b.startswith("name: quickstart"))
+    config = StudyConfig.model_validate(yaml.safe_load(study))
+    assert config.test == "end" and config.channels_last and not config.compile
+    assert config.space.lr.auto and len(config.space.optimizers) == 7
