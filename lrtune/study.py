@@ -395,10 +395,12 @@ def _monitor_callback(
 
 
 def _comparable(config: StudyConfig) -> dict[str, Any]:
+    """What must stay the same for a rerun to continue a study (not: stopping rules, where
+    things are, the test policy, speed switches that leave the trials' meaning alone)."""
     data = config.to_dict()
     for key in (
         "n_trials", "timeout", "storage", "artifacts", "question", "expected_cost", "data_dir",
-        "test",
+        "test", "channels_last", "compile",
     ):  # fmt: skip
         data.pop(key, None)
     return data

@@ -102,6 +102,14 @@ def test_search_records_trials_and_resumes(tmp_path: Path) -> None:
     assert TrialState.RUNNING not in states
 
 
+def test_speed_switches_and_test_policy_may_change_on_resume(tmp_path: Path) -> None:
+    """A rerun may turn channels_last/compile or the test policy on or off: same study."""
+    search(_study_file(tmp_path, n_trials=1), progress=None, publish=False)
+    again = _study_file(tmp_path, n_trials=2, channels_last=False, test="never")
+    study = search(again, progress=None, publish=False)
+    assert len(study.trials) == 2
+
+
 def test_changed_study_is_refused_and_left_alone(tmp_path: Path) -> None:
     path = _study_file(tmp_path, n_trials=1)
     search(path, progress=None)
