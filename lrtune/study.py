@@ -19,7 +19,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -615,7 +615,6 @@ def _train_trial(
 ) -> dict[str, float]:
     from lightning.fabric.utilities.seed import seed_everything
 
-    from lrtune.module import ClassifierModule
     from lrtune.training import build_trainer, datamodule_for
 
     # every trial starts from the same seed: same initial weights and batch order, so trials
@@ -628,8 +627,7 @@ def _train_trial(
     if module_factory is not None:
         module = module_factory(train_config)
     else:
-        info = datamodule.info  # type: ignore[attr-defined]
-        module = ClassifierModule.from_config(train_config, info.input_shape, info.num_classes)
+        module = _classifier(train_config, datamodule)
     budget = config.budget
     limits: dict[str, Any] = {}
     if budget.steps is not None:
@@ -662,6 +660,32 @@ def _train_trial(
     return metrics
 
 
+def _best_per_optimizer(
+    trials: Sequence[optuna.trial.FrozenTrial], maximize: bool, default: str = "?"
+) -> dict[str, optuna.trial.FrozenTrial]:
+    """The best complete trial of each optimizer (``default`` names trials without an
+    ``optimizer`` parameter)."""
+    sign = 1.0 if maximize else -1.0
+    best: dict[str, optuna.trial.FrozenTrial] = {}
+    for trial in trials:
+        if trial.state != TrialState.COMPLETE or trial.value is None:
+            continue
+        name = str(trial.params.get("optimizer", default))
+        if name not in best or sign * trial.value > sign * float(best[name].value):  # type: ignore[arg-type]
+            best[name] = trial
+    return best
+
+
+def _classifier(
+    train_config: TrainConfig, datamodule: pl.LightningDataModule
+) -> pl.LightningModule:
+    """lrtune's ``ClassifierModule`` for ``train_config``, shaped by the dataset's info."""
+    from lrtune.module import ClassifierModule
+
+    info = datamodule.info  # type: ignore[attr-defined]
+    return ClassifierModule.from_config(train_config, info.input_shape, info.num_classes)
+
+
 def _improves(
     trial: optuna.Trial, config: StudyConfig, train_config: TrainConfig, metrics: dict[str, float]
 ) -> bool:
@@ -671,16 +695,12 @@ def _improves(
     if not math.isfinite(value):
         return False
     name = train_config.optimizer.name
-    done = [
-        float(t.value)
-        for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and t.params.get("optimizer", name) == name
-    ]
-    if not done:
+    maximize = config.objective.resolved_direction == "maximize"
+    complete = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    best = _best_per_optimizer(complete, maximize, default=name).get(name)
+    if best is None:
         return True
-    if config.objective.resolved_direction == "maximize":
-        return value > max(done)
-    return value < min(done)
+    return value > float(best.value) if maximize else value < float(best.value)  # type: ignore[arg-type]
 
 
 ATTR_TEST_PREFIX = "lrtune.test."
@@ -707,25 +727,16 @@ class _HeldWeights:
         of its optimizer in the study, and store the metrics in the study's user attrs."""
         if not self.by_optimizer:
             return
-        from lrtune.module import ClassifierModule
         from lrtune.training import build_trainer, datamodule_for
 
-        sign = 1.0 if config.objective.resolved_direction == "maximize" else -1.0
-        best: dict[str, optuna.trial.FrozenTrial] = {}
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            name = str(trial.params.get("optimizer", ""))
-            if trial.value is not None and (
-                name not in best or sign * trial.value > sign * float(best[name].value)  # type: ignore[arg-type]
-            ):
-                best[name] = trial
+        maximize = config.objective.resolved_direction == "maximize"
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        best = _best_per_optimizer(complete, maximize, default="")
         for name, (number, train_config, weights) in sorted(self.by_optimizer.items()):
             if name in best and best[name].number != number:
                 continue  # another worker's trial beat it
             datamodule = datamodule_for(train_config)
-            datamodule.prepare_data()
-            module = ClassifierModule.from_config(
-                train_config, datamodule.input_shape, datamodule.num_classes
-            )
+            module = _classifier(train_config, datamodule)
             module.load_state_dict(weights)
             tested = build_trainer(train_config).test(module, datamodule=datamodule, verbose=False)
             metrics = {k: float(v) for k, v in tested[0].items()}
@@ -839,15 +850,8 @@ def best_config(study: optuna.Study) -> TrainConfig:
 
 
 def _summary(study: optuna.Study, stream: TextIO) -> None:
-    complete = [t for t in trials_with_tests(study) if t.state == TrialState.COMPLETE]
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    best_per: dict[str, optuna.trial.FrozenTrial] = {}
-    sign = 1.0 if maximize else -1.0
-    for trial in complete:
-        name = str(trial.params.get("optimizer", "?"))
-        current = best_per.get(name)
-        if current is None or sign * float(trial.value) > sign * float(current.value):  # type: ignore[arg-type]
-            best_per[name] = trial
+    best_per = _best_per_optimizer(trials_with_tests(study), maximize)
     states = [t.state for t in study.get_trials(deepcopy=False)]
     print(
         f"study {study.study_name}: {states.count(TrialState.COMPLETE)} complete, "
