@@ -25,7 +25,7 @@ dataset: digits
 model: mlp
 model_options: {width: 32}
 batch_size: 64
-budget: {epochs: 4}   # long enough that every worker is up before the trials run out
+budget: {epochs: 12}  # long enough that every worker is up before the trials run out
 objective: {metric: val_acc}
 n_trials: 12
 pruner: none
