@@ -1065,15 +1065,14 @@ def _run_worker(
     gc.collect()
     gc.freeze()
     held = _HeldWeights()
+    failure: StudyFailedError | None = None
     try:
         _optimize(
             study, config, _objective(config, ranges, module_factory, datamodule_factory, held),
             callbacks, progress, tag=tag,
         )  # fmt: skip
-    except StudyFailedError:
-        gc.unfreeze()
-        held.test(study, config, progress, tag)
-        raise
+    except StudyFailedError as error:  # the finished trials still get their test pass
+        failure = error
     except KeyboardInterrupt:
         if held.by_optimizer and progress is not None:
             print(f"{tag}lrtune: interrupted: the test split was not evaluated for the best "
@@ -1082,6 +1081,8 @@ def _run_worker(
     finally:
         gc.unfreeze()
     held.test(study, config, progress, tag)
+    if failure is not None:
+        raise failure
     return study
 
 
