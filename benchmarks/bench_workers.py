@@ -69,7 +69,7 @@ def throughput(workers: list[int], n_trials: int) -> None:
 def _fresh_postgres(admin: str) -> Iterator[str]:
     import sqlalchemy
 
-    from lrtune.study import _with_driver
+    from lrtune.storage import _with_driver
 
     admin = _with_driver(admin)
     name = f"lrtune_bench_{uuid.uuid4().hex[:8]}"

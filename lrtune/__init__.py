@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     )
     from lrtune.errors import ConfigError, DataError, LrtuneError
     from lrtune.finder import compare_optimizers, find_lr
+    from lrtune.hooks import SearchCallback
     from lrtune.lr_range import LRFinderResult
     from lrtune.module import ClassifierModule
     from lrtune.report import write_report
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "search": "lrtune.study",
+    "SearchCallback": "lrtune.hooks",
     "StudyConfig": "lrtune.config",
     "LRRangeTest": "lrtune.callbacks",
     "find_lr": "lrtune.finder",
@@ -61,6 +63,7 @@ __all__ = [
     "LrtuneError",
     "OptimizerConfig",
     "ScheduleConfig",
+    "SearchCallback",
     "StudyConfig",
     "TrainConfig",
     "TrainResult",

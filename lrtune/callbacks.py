@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,10 +23,9 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.core.optimizer import _MockOptimizer
-from torch.utils.data import DataLoader
 from torchmetrics import Metric
 
-from lrtune.data._batches import DeviceBatches
+from lrtune._state import is_stateful, loader_generator, rng_states, set_rng_states
 from lrtune.errors import ConfigError
 from lrtune.lr_range import METHODS, DivergenceRule, LRFinderResult, Mode, lr_sweep
 
@@ -59,7 +57,7 @@ class _Snapshot:
     @classmethod
     def take(cls, trainer: pl.Trainer, module: pl.LightningModule, loader: Any) -> _Snapshot:
         scaler = getattr(trainer.precision_plugin, "scaler", None)
-        generator = _loader_generator(loader)
+        generator = loader_generator(loader)
         return cls(
             weights={k: v.detach().clone() for k, v in module.state_dict().items()},
             grads=[
@@ -70,13 +68,13 @@ class _Snapshot:
                 copy.deepcopy(c.scheduler.state_dict()) for c in trainer.lr_scheduler_configs
             ],
             scaler=copy.deepcopy(scaler.state_dict()) if scaler is not None else None,
-            rng=_rng_states(),
+            rng=rng_states(),
             metrics=[
                 (m, copy.deepcopy(m.metric_state), m._update_count)
                 for m in module.modules()
                 if isinstance(m, Metric)
             ],
-            loader=copy.deepcopy(loader.state_dict()) if _stateful(loader) else None,
+            loader=copy.deepcopy(loader.state_dict()) if is_stateful(loader) else None,
             loader_generator=generator.get_state() if generator is not None else None,
             training=module.training,
         )
@@ -93,7 +91,7 @@ class _Snapshot:
         scaler = getattr(trainer.precision_plugin, "scaler", None)
         if scaler is not None and self.scaler is not None:
             scaler.load_state_dict(self.scaler)
-        _set_rng_states(self.rng)
+        set_rng_states(self.rng)
         for metric, state, count in self.metrics:
             for name, value in state.items():
                 setattr(metric, name, value)
@@ -101,46 +99,10 @@ class _Snapshot:
             metric._computed = None
         if self.loader is not None:
             loader.load_state_dict(self.loader)
-        generator = _loader_generator(loader)
+        generator = loader_generator(loader)
         if generator is not None and self.loader_generator is not None:
             generator.set_state(self.loader_generator)
         module.train(self.training)
-
-
-def _stateful(loader: Any) -> bool:
-    return callable(getattr(loader, "state_dict", None)) and callable(
-        getattr(loader, "load_state_dict", None)
-    )
-
-
-def _loader_generator(loader: Any) -> torch.Generator | None:
-    if isinstance(loader, DataLoader):
-        sampler_generator = getattr(loader.sampler, "generator", None)
-        return loader.generator or sampler_generator
-    if isinstance(loader, DeviceBatches):
-        # shared by every iterator of the loader: the sweep's iterators re-seed it, while a
-        # live (mid-epoch) iterator still draws its augmentation from it
-        return loader._generator
-    return None
-
-
-def _rng_states() -> dict[str, Any]:
-    states: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def _set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
-    if "cuda" in states:
-        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 @contextmanager

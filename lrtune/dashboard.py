@@ -1,8 +1,9 @@
-"""optuna-dashboard on lrtune's storages: where artifacts live, uploads, and the server.
+"""optuna-dashboard on lrtune's storages: the server, with lrtune's defaults.
 
 Studies live in standard Optuna storages, so ``optuna-dashboard STORAGE --artifact-dir DIR``
 works on them too; this module only fills in lrtune's defaults (the storage file, the
-artifact folder beside it) and keeps the server on localhost unless asked otherwise.
+artifact folder the studies recorded) and keeps the server on localhost unless asked
+otherwise. Where artifacts live and how they are uploaded is :mod:`lrtune.artifacts`.
 """
 
 from __future__ import annotations
@@ -17,134 +18,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from lrtune.artifacts import ATTR_ARTIFACTS, artifact_dir_for, artifact_store, check_artifact_dir
 from lrtune.errors import ConfigError
+from lrtune.storage import DEFAULT_STORAGE, mask_url, open_existing_storage
 
 if TYPE_CHECKING:
     import optuna
-    from optuna.artifacts import FileSystemArtifactStore
 
-__all__ = [
-    "artifact_dir_for",
-    "artifact_store",
-    "check_artifact_dir",
-    "find_artifact",
-    "publish_note",
-    "serve",
-    "upload_artifact",
-]
+__all__ = ["dashboard_server", "serve"]
 
 log = logging.getLogger(__name__)
 
-ATTR_ARTIFACTS = "lrtune.artifacts"
-"""Study user attr: the absolute artifact folder the search uploaded to."""
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-def artifact_dir_for(storage: str | None) -> Path:
-    """Default artifact folder for a storage: beside a journal file or SQLite database
-    (``studies.journal`` -> ``studies.artifacts/``), else ``./lrtune-artifacts``.
-
-    For studies shared by several machines through PostgreSQL or MySQL, give a folder on
-    a shared filesystem instead (``artifacts:`` in the study file or ``--artifacts``).
-    """
-    from lrtune.study import DEFAULT_STORAGE
-
-    target = storage or DEFAULT_STORAGE
-    if target.startswith("sqlite:///"):
-        return Path(target[len("sqlite:///") :]).with_suffix(".artifacts")
-    if "://" in target:
-        return Path("lrtune-artifacts")
-    return Path(target).with_suffix(".artifacts")
-
-
-def check_artifact_dir(folder: str | Path) -> Path:
-    """Check that ``folder`` is, or can be created as, a writable folder (creates nothing).
-
-    Raises:
-        ConfigError: It is a file, or its nearest existing parent is not a writable folder.
-    """
-    import os
-
-    path = Path(folder)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"artifacts {path}: not a folder")
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"artifacts {path}: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"artifacts {path}: {existing} is not writable")
-    return path
-
-
-def artifact_store(folder: str | Path) -> FileSystemArtifactStore:
-    """An Optuna ``FileSystemArtifactStore`` on ``folder`` (created if missing)."""
-    from optuna.artifacts import FileSystemArtifactStore
-
-    path = Path(folder)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ConfigError(f"artifacts {path}: cannot create folder ({error.strerror})") from None
-    if not path.is_dir():
-        raise ConfigError(f"artifacts {path}: not a folder")
-    return FileSystemArtifactStore(str(path))
-
-
-def find_artifact(study: optuna.Study, filename: str) -> str | None:
-    """The id of the study's artifact named ``filename``, or ``None``."""
-    from optuna.artifacts import get_all_artifact_meta
-
-    for meta in get_all_artifact_meta(study):
-        if meta.filename == filename:
-            return meta.artifact_id
-    return None
-
-
-def upload_artifact(
-    study: optuna.Study, folder: str | Path, file_path: str | Path, *, replace: bool = False
-) -> str | None:
-    """Upload ``file_path`` as an artifact of ``study`` (shown by optuna-dashboard).
-
-    Args:
-        study: The study to attach the file to.
-        folder: The artifact folder (see :func:`artifact_dir_for`).
-        file_path: The file; its name is the artifact's name.
-        replace: Skip the upload when the study already has an artifact of that name
-            (``False``, the default, uploads a new one every time).
-
-    Returns:
-        The artifact id, or ``None`` when skipped. Upload errors are logged, not raised:
-        a figure that did not upload must not end a search.
-    """
-    import warnings
-
-    from optuna.artifacts import upload_artifact as _upload
-
-    name = Path(file_path).name
-    if replace and find_artifact(study, name) is not None:
-        return None
-    try:
-        with warnings.catch_warnings():  # artifacts are marked experimental in Optuna
-            warnings.simplefilter("ignore")
-            return _upload(
-                artifact_store=artifact_store(folder),
-                file_path=str(file_path),
-                study_or_trial=study,
-                mimetype="text/html" if name.endswith(".html") else None,
-            )
-    except Exception as error:  # disk full, permissions: report and go on
-        log.warning("could not upload %s as an artifact: %s", name, error)
-        return None
-
-
-def publish_note(study: optuna.Study, body: str) -> None:
-    """Save ``body`` (markdown) as the study note optuna-dashboard shows."""
-    from optuna_dashboard import save_note
-
-    save_note(study, body)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -217,8 +103,6 @@ def dashboard_server(
     Raises:
         ConfigError: The storage does not exist or cannot be opened, or the port is taken.
     """
-    from lrtune.study import open_existing_storage
-
     storage = open_existing_storage(storage_url)
     folder = Path(artifacts) if artifacts is not None else _default_artifacts(storage, storage_url)
     check_artifact_dir(folder)
@@ -263,8 +147,6 @@ def serve(
         stream: Where to print the URL and warnings (default: ``sys.stderr``).
     """
     stream = stream if stream is not None else sys.stderr
-    from lrtune.study import DEFAULT_STORAGE, mask_url
-
     with dashboard_server(storage_url, host=host, port=port, artifacts=artifacts) as server:
         shown = f"[{host}]" if ":" in host else host
         if stream is not None:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import lightning.pytorch as pl
 
-from lrtune.callbacks import LRRangeTest, _loader_generator, _rng_states, _set_rng_states
+from lrtune._state import loader_generator, rng_states, set_rng_states
+from lrtune.callbacks import LRRangeTest
 from lrtune.errors import ConfigError
 from lrtune.lr_range import LRFinderResult, Mode
 
@@ -116,8 +117,8 @@ def find_lr(
     )
     # fit draws from the RNGs before the callback's snapshot (e.g. a shuffled DataLoader's
     # seed when its iterator is made): put them back so the data order is as before the call
-    rng = _rng_states()
-    generator = _loader_generator(train_dataloaders)
+    rng = rng_states()
+    generator = loader_generator(train_dataloaders)
     generator_state = generator.get_state() if generator is not None else None
     try:
         trainer.fit(module, train_dataloaders=train_dataloaders, datamodule=datamodule)
@@ -130,7 +131,7 @@ def find_lr(
             raise ConfigError(f"find_lr: {error}") from None
         raise
     finally:
-        _set_rng_states(rng)
+        set_rng_states(rng)
         if generator is not None and generator_state is not None:
             generator.set_state(generator_state)
     if finder.result is None:

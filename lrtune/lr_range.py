@@ -483,7 +483,12 @@ class LRFinderResult:
         )
 
     def plot(self, *, title: str | None = None) -> object:
-        """Loss vs LR (log axis) as a plotly ``Figure``, the bracket shaded, suggestion marked."""
-        from lrtune.report import lr_curves_figure
+        """Loss vs LR (log axis) as a plotly ``Figure``, the bracket shaded, suggestion marked.
 
-        return lr_curves_figure([self], title=title)
+        Drawn by :func:`lrtune.report.plot_lr_range`, imported here when called: this module
+        is core and never imports plotly itself (the one upward import the layer test
+        allows, ``tests/test_architecture.py``).
+        """
+        from lrtune.report import plot_lr_range
+
+        return plot_lr_range(self, title=title)

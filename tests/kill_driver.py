@@ -15,8 +15,9 @@ POINT is where the process stops, announces itself and waits to be killed:
     asked for yet.
 ``mid-trial``
     in ``training_step`` of the second epoch of the (K+1)-th trial this process trains
-    (``lrtune.study._train_trial`` is wrapped to count trials; ``ClassifierModule.training_step``
-    to stop): the trial is RUNNING, has its ``worker`` attr and has reported epoch 1.
+    (``lrtune.study._objective._train_trial`` is wrapped to count trials;
+    ``ClassifierModule.training_step`` to stop): the trial is RUNNING, has its ``worker``
+    attr and has reported epoch 1.
 
 At the point it prints one line to stdout, flushed::
 
@@ -118,7 +119,7 @@ def install(spec: dict[str, Any]) -> None:
         from lrtune.module import ClassifierModule
 
         state: dict[str, Any] = {"trained": 0, "trial": None}
-        train_trial = lrtune.study._train_trial
+        train_trial = lrtune.study._objective._train_trial
         training_step = ClassifierModule.training_step
 
         def counting_train_trial(trial: Any, *args: Any, **kwargs: Any) -> Any:
@@ -131,7 +132,7 @@ def install(spec: dict[str, Any]) -> None:
                 mark("mid-trial", trial=state["trial"])
             return training_step(self, batch, batch_idx)
 
-        lrtune.study._train_trial = counting_train_trial
+        lrtune.study._objective._train_trial = counting_train_trial
         ClassifierModule.training_step = stopping_training_step  # type: ignore[method-assign]
 
 
@@ -139,7 +140,7 @@ def _hold_first_trial(flag: str, timeout: float = 600.0) -> None:
     """Make this process wait, in its first trial, until ``flag`` exists."""
     import lrtune.study
 
-    train_trial = lrtune.study._train_trial
+    train_trial = lrtune.study._objective._train_trial
     held: list[bool] = []
 
     def holding_train_trial(*args: Any, **kwargs: Any) -> Any:
@@ -150,7 +151,7 @@ def _hold_first_trial(flag: str, timeout: float = 600.0) -> None:
                 time.sleep(0.1)
         return train_trial(*args, **kwargs)
 
-    lrtune.study._train_trial = holding_train_trial
+    lrtune.study._objective._train_trial = holding_train_trial
 
 
 def main(argv: list[str] | None = None) -> int:

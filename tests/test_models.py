@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lrtune.data._catalog import DATASETS
+from lrtune.datasets import DATASETS
 from lrtune.errors import ConfigError
 from lrtune.models import (
     ACTIVATIONS,

@@ -326,7 +326,7 @@ def test_divergence_check_reads_a_gpu_loss_every_tenth_step() -> None:
     10th step there (a NaN stays NaN), and on every step on a CPU."""
     from types import SimpleNamespace
 
-    from lrtune.study import _monitor_callback
+    from lrtune.study._objective import _monitor_callback
 
     reads: list[int] = []
 

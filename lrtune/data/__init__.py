@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lrtune.data._catalog import DATASETS, DatasetInfo, get_dataset_info, list_datasets
+from lrtune.datasets import DATASETS, DatasetInfo, get_dataset_info, list_datasets
 
 if TYPE_CHECKING:
     from lrtune.data._batches import DeviceBatches

@@ -19,7 +19,7 @@ import torch
 
 from lrtune.data import _cifar, _download, _idx
 from lrtune.data._batches import DeviceBatches
-from lrtune.data._catalog import DatasetInfo, get_dataset_info
+from lrtune.datasets import DatasetInfo, get_dataset_info
 from lrtune.errors import ConfigError, DataError
 
 __all__ = [

@@ -1,4 +1,8 @@
-"""What each built-in dataset is, without loading anything (no Lightning, no files)."""
+"""The dataset catalog: name -> :class:`DatasetInfo`, what each built-in dataset is.
+
+Core layer: it loads nothing (no Lightning import, no files), so the config can validate
+dataset names cheaply. The Lightning data modules live in :mod:`lrtune.data`.
+"""
 
 from __future__ import annotations
 

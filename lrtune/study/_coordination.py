@@ -30,9 +30,10 @@ from collections.abc import Iterator
 import optuna
 from optuna.trial import TrialState
 
+from lrtune.storage import LOCK_SUFFIX
+
 log = logging.getLogger("lrtune.study")
 
-LOCK_SUFFIX = ".lrtune-lock"
 HEARTBEAT_S = 20.0
 """Seconds between heartbeats of a running trial (user attr ``heartbeat``, unix time)."""
 STALE_S = 120.0
@@ -145,11 +146,6 @@ def setup_lock(
     finally:
         with contextlib.suppress(KeyError):
             optuna.delete_study(study_name=name, storage=storage)
-
-
-def is_lock_study(name: str) -> bool:
-    """Is ``name`` a set-up lock (hidden from study listings)?"""
-    return name.endswith(LOCK_SUFFIX)
 
 
 # ----------------------------------------------------------------------------- dead trials

@@ -2,7 +2,7 @@
 
 This is Optuna's own distributed model: each worker is an ordinary process that runs
 trials against the shared storage; nothing else coordinates them (see
-:mod:`lrtune._coordination` for how set-up and the trial count stay exact). Workers on
+:mod:`lrtune.study._coordination` for how set-up and the trial count stay exact). Workers on
 other machines join by running the same ``lrtune search`` on the same storage URL.
 
 Each worker gets ``cpu_count // workers`` torch threads (tiny models on a shared CPU run
@@ -19,13 +19,14 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lrtune.errors import ConfigError, LrtuneError, StudyFailedError
 
 if TYPE_CHECKING:
     from lrtune.config import StudyConfig
+    from lrtune.hooks import SearchCallback
 
 __all__ = ["run_workers", "worker_plan"]
 
@@ -60,7 +61,7 @@ def _worker_main(
     factories: tuple[Callable[..., Any] | None, Callable[..., Any] | None],
     plan: dict[str, Any],
     quiet: bool,
-    publish: bool,
+    callbacks: tuple[Any, ...],
     results: Any,
 ) -> None:
     _die_with_parent(parent)
@@ -79,15 +80,16 @@ def _worker_main(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     from lrtune.config import StudyConfig
-    from lrtune.study import _error_text, _run_worker
+    from lrtune.study._objective import _error_text
+    from lrtune.study._runner import run_worker
 
     try:
-        _run_worker(
+        run_worker(
             StudyConfig.model_validate(config_data),
             module_factory=factories[0],
             datamodule_factory=factories[1],
             progress=None if quiet else sys.stderr,
-            publish=publish,
+            callbacks=callbacks,
             tag=tag,
         )
     except StudyFailedError as error:
@@ -110,12 +112,14 @@ def run_workers(
     module_factory: Callable[..., Any] | None = None,
     datamodule_factory: Callable[..., Any] | None = None,
     quiet: bool = False,
-    publish: bool = True,
+    callbacks: Sequence[SearchCallback | Callable[..., Any]] = (),
 ) -> None:
     """Start ``workers`` processes on ``config``'s study and wait for all of them.
 
     A worker that dies (killed, out of memory) leaves its running trial to the others,
     which fail it and run its parameters again; the study still reaches ``n_trials``.
+    Each worker gets a pickled copy of ``callbacks`` (the hooks of
+    :func:`lrtune.study._runner.run_worker`).
 
     Raises:
         StudyFailedError: A worker stopped because its trials kept failing.
@@ -139,7 +143,7 @@ def run_workers(
                 (module_factory, datamodule_factory),
                 plan[index],
                 quiet,
-                publish,
+                tuple(callbacks),
                 results,
             ),
             name=f"lrtune-worker-{index}",

@@ -1,0 +1,57 @@
+"""The ``lrtune`` command line: a thin shell over the Python API.
+
+Bad input (unknown names, out-of-range values, missing or corrupt files) prints one line,
+``lrtune: error: ...``, on stderr and exits with code 2.
+
+This package assembles the CLI and owns ``main``, the entry point (``lrtune = "lrtune.cli:main"``
+and ``python -m lrtune``), which maps errors to exit codes. The typer ``app`` and the shared
+helpers live in ``_app``, the shared options in ``_options``; the commands in ``_train``
+(``train``, ``find-lr``), ``_study`` (``search``, ``best``, ``report``, ``dashboard``) and
+``_list`` (``list``). Every import of lightning, torch or optuna stays inside a command, so
+``lrtune --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+# Importing a command module registers its commands on ``app``; the import order is the
+# order ``lrtune --help`` lists them in, so keep it.
+# isort: off
+from lrtune.cli import _train  # train, find-lr
+from lrtune.cli import _study  # search, best, report, dashboard
+from lrtune.cli import _list  # list
+
+# isort: on
+from lrtune.cli._app import _ClickException, app
+from lrtune.errors import LrtuneError
+
+__all__ = ["app", "main"]
+
+_COMMAND_MODULES = (_train, _study, _list)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code (2 for bad input, with a one-line message)."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        result = app(args=args, prog_name="lrtune", standalone_mode=False)
+    except LrtuneError as error:
+        from lrtune.errors import StudyFailedError
+        from lrtune.study import mask_url
+
+        print(f"lrtune: error: {mask_url(str(error))}", file=sys.stderr)
+        return 1 if isinstance(error, StudyFailedError) else 2
+    except _ClickException as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # bare `lrtune`: the help, exit 0
+            print(error.ctx.get_help())  # type: ignore[attr-defined]
+            return 0
+        message = error.format_message()  # type: ignore[attr-defined]
+        print(f"lrtune: error: {' '.join(message.split())}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, typer.Abort):
+        print("lrtune: interrupted", file=sys.stderr)
+        return 130
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,247 @@
+"""Optuna storages: URLs and journal files, their drivers, password masking, and opening an
+existing study for reading.
+
+This module owns everything lrtune knows about *where* studies live. It imports Optuna and
+SQLAlchemy, never Lightning: the report, the dashboard and ``lrtune best`` read studies
+through it without loading the study runner.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+
+from lrtune.errors import ConfigError, LrtuneError
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "LOCK_SUFFIX",
+    "check_target",
+    "is_lock_study",
+    "load_study",
+    "mask_url",
+    "open_existing_storage",
+    "open_storage",
+]
+
+DEFAULT_STORAGE = "lrtune-studies.journal"
+"""Default storage: an Optuna journal file in the working directory (optuna-dashboard opens
+it: ``optuna-dashboard lrtune-studies.journal``)."""
+
+
+LOCK_SUFFIX = ".lrtune-lock"
+"""A study named ``<study>.lrtune-lock`` is the set-up lock of ``<study>`` (see
+:mod:`lrtune.study._coordination`); listings hide it."""
+
+
+def is_lock_study(name: str) -> bool:
+    """Is ``name`` a set-up lock (hidden from study listings)?"""
+    return name.endswith(LOCK_SUFFIX)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for logs, notes and errors).
+
+    Everything up to the last ``@`` of the address counts as the password, so a password
+    with an unescaped ``@`` is masked whole too.
+    """
+    return re.sub(r"(://[^:/@\s]+:)[^/\s]*@", r"\1***@", url)
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` and ``mysql://`` URLs get the driver that is installed.
+
+    SQLAlchemy's defaults (psycopg 3, mysqlclient) are often not the installed ones;
+    ``pip install lrtune[postgres]`` brings psycopg2, ``lrtune[mysql]`` PyMySQL.
+    """
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if not sep or "+" in scheme:
+        return url
+    choices = {
+        "postgresql": (("psycopg", "psycopg"), ("psycopg2", "psycopg2")),
+        "postgres": (("psycopg", "psycopg"), ("psycopg2", "psycopg2")),
+        "mysql": (("MySQLdb", "mysqldb"), ("pymysql", "pymysql")),
+        "mariadb": (("MySQLdb", "mysqldb"), ("pymysql", "pymysql")),
+    }.get(scheme)
+    for module, driver in choices or ():
+        if importlib.util.find_spec(module) is not None:
+            base = "postgresql" if scheme == "postgres" else scheme
+            return f"{base}+{driver}://{rest}"
+    return url
+
+
+def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """An RDBStorage with Optuna's heartbeat (trials of dead workers failed and retried).
+
+    Workers that open a new database at the same moment race to create Optuna's tables
+    ("table already exists", "duplicate key"): the loser waits and opens it again.
+    """
+    import random
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():  # heartbeats are marked experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=60,
+                    grace_period=180,
+                    heartbeat_stale_trial_callback=(
+                        optuna.storages.RetryHeartbeatStaleTrialCallback(3)
+                    ),
+                )
+        except Exception as error:
+            text = str(error).lower()
+            racing = "already exists" in text or "duplicate" in text
+            if not racing or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 + random.random() * 0.5)
+    raise AssertionError("unreachable")
+
+
+def open_storage(url: str | None) -> optuna.storages.BaseStorage:
+    """Open an Optuna storage: a URL (``sqlite:///x.db``, ``postgresql://...``) or a
+    journal file path (default :data:`DEFAULT_STORAGE`).
+
+    RDB storages get Optuna's heartbeat, so trials of a dead worker are failed and retried.
+
+    Raises:
+        ConfigError: The storage cannot be opened (the URL's password is masked).
+    """
+    target = url or DEFAULT_STORAGE
+    try:
+        if "://" in target:
+            _check_url(target)
+            return _rdb_storage(_with_driver(target))
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = _check_journal_path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    except LrtuneError:
+        raise
+    except Exception as error:  # SQLAlchemy, driver and OS errors come in many types
+        raise ConfigError(f"storage {mask_url(target)}: cannot open ({_db_error(error)})") from None
+
+
+def _db_error(error: BaseException) -> str:
+    """The first line of the driver's own message (not SQLAlchemy's wrapping), masked."""
+    if "Can't load plugin: sqlalchemy.dialects:" in str(error):
+        scheme = str(error).rsplit(":", 1)[-1].strip()
+        return (
+            f"unknown storage scheme {scheme!r}; use sqlite:///, postgresql://, mysql:// or "
+            "a journal file path"
+        )
+    orig = getattr(error, "orig", None) or error
+    lines = [line.strip() for line in str(orig).strip().splitlines() if line.strip()]
+    return mask_url(lines[0] if lines else type(orig).__name__)[:200]
+
+
+def _check_url(url: str) -> None:
+    """Refuse URLs the drivers would misread, before connecting."""
+    rest = url.partition("://")[2]
+    address = rest.split("/", 1)[0]
+    if address.count("@") > 1:
+        raise ConfigError(f"storage {mask_url(url)}: the password contains '@'; write it as %40")
+
+
+def _check_journal_path(target: str) -> Path:
+    """A journal file path that can be used: not a folder, its parent is (or can be) a
+    folder, and an existing file is an Optuna journal (never append to another file)."""
+    path = Path(target)
+    if path.is_dir():
+        raise ConfigError(f"storage {target}: is a directory, expected a journal file")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"storage {target}: {parent} is not a folder")
+    if path.is_file() and path.stat().st_size > 0:
+        with path.open("rb") as handle:
+            head = handle.read(64).lstrip()
+        if not head.startswith(b'{"op_code"'):
+            raise ConfigError(
+                f"storage {target}: not an Optuna journal file (give a new file name, or a "
+                "storage URL such as sqlite:///studies.db)"
+            )
+    return path
+
+
+def check_target(url: str | None) -> None:
+    """Refuse a storage URL or journal path that cannot work, without opening it.
+
+    Raises:
+        ConfigError: A URL the drivers would misread, or a journal path that is a folder,
+            lies under a file, or is another kind of file.
+    """
+    target = url or DEFAULT_STORAGE
+    if "://" in target:
+        _check_url(target)
+    else:
+        _check_journal_path(target)
+
+
+def open_existing_storage(url: str | None) -> optuna.storages.BaseStorage:
+    """Open a storage that must already exist (for reading: reports, best, dashboard).
+
+    Unlike :func:`open_storage`, a missing journal file is an error, not a new empty file.
+
+    Raises:
+        ConfigError: No journal file there, or the storage cannot be opened.
+    """
+    target = url or DEFAULT_STORAGE
+    if "://" not in target:
+        if Path(target).is_dir():
+            raise ConfigError(f"--storage: {target} is a directory, expected a journal file")
+        if not Path(target).is_file():
+            hint = "" if url else "; give --storage"
+            raise ConfigError(f"--storage: no journal file at {target}{hint}")
+        return open_storage(url)
+    if target.startswith("sqlite:///") and not Path(target[len("sqlite:///") :]).is_file():
+        raise ConfigError(f"--storage: no SQLite database at {target[len('sqlite:///') :]}")
+    _check_url(target)
+    try:  # reading must not create Optuna's tables in a database that has none
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(_with_driver(target))
+        try:
+            has_studies = sqlalchemy.inspect(engine).has_table("studies")
+        finally:
+            engine.dispose()
+    except Exception as error:
+        raise ConfigError(f"storage {mask_url(target)}: cannot open ({_db_error(error)})") from None
+    if not has_studies:
+        raise ConfigError(f"--storage: {mask_url(target)} holds no Optuna study")
+    return open_storage(url)
+
+
+def load_study(url: str | None, study_name: str | None = None) -> optuna.Study:
+    """Load an existing study; with no name, the storage's only study.
+
+    Raises:
+        ConfigError: The storage is missing, has no such study, or (with no name) holds
+            none or several (the message lists them).
+    """
+    storage = open_existing_storage(url)
+    shown = mask_url(url or DEFAULT_STORAGE)
+    names = [n for n in optuna.study.get_all_study_names(storage) if not is_lock_study(n)]
+    if study_name is None:
+        if not names:
+            raise ConfigError(f"--storage: {shown} holds no study yet")
+        if len(names) > 1:
+            raise ConfigError(
+                f"--study-name: {shown} holds {len(names)} studies ({', '.join(names)}); name one"
+            )
+        study_name = names[0]
+    if study_name not in names:
+        known = ", ".join(names) or "none"
+        raise ConfigError(
+            f"--study-name: no study {study_name!r} in {shown} (studies there: {known})"
+        )
+    return optuna.load_study(study_name=study_name, storage=storage)

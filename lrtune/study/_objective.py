@@ -1,0 +1,260 @@
+"""One trial: the trial's parameters -> a :class:`~lrtune.config.TrainConfig` -> Lightning
+training, with the divergence stop and optuna-integration's pruning callback.
+
+The objective records what a trial did in its user attrs (the resolved config, the worker,
+seconds, metrics, why it was pruned, diverged or failed), so optuna-dashboard and the report
+show it. A NaN/inf or exploding loss ends the trial at once as pruned.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import TrialState
+
+from lrtune.config import StudyConfig, TrainConfig
+from lrtune.results import best_per_optimizer
+from lrtune.space import suggest_config
+from lrtune.storage import mask_url
+from lrtune.study import _coordination as coord
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
+    from lrtune.study._test_pass import HeldWeights
+
+
+def _pruning_callback(trial: optuna.Trial, config: StudyConfig) -> pl.Callback:
+    """optuna-integration's pruning callback; a pruned trial records why in its user attrs
+    (``pruned``: the step, the metric and the pruner), which optuna-dashboard shows."""
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    by_step = config.budget.epochs is None
+    pruner = config.pruner.name
+
+    class _Pruning(PyTorchLightningPruningCallback):
+        def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            score = trainer.callback_metrics.get(self.monitor)
+            try:
+                if by_step and score is not None and not trainer.sanity_checking:
+                    # a steps budget validates every N steps: report at the global step
+                    self._trial.report(score.item(), step=trainer.global_step)
+                    if self._trial.should_prune():
+                        raise optuna.TrialPruned(f"Trial was pruned at step {trainer.global_step}.")
+                else:
+                    super().on_validation_end(trainer, pl_module)
+            except optuna.TrialPruned as pruned:
+                value = f" with {self.monitor} {score.item():.4g}" if score is not None else ""
+                self._trial.set_user_attr(
+                    "pruned", f"{str(pruned).rstrip('.')}{value} ({pruner} pruner)"
+                )
+                raise
+
+    return _Pruning(trial, monitor=config.objective.metric)
+
+
+def _monitor_callback(
+    trial: optuna.Trial, explode_factor: float = 10.0, accelerator_every: int = 10
+) -> pl.Callback:
+    """Ends a trial at once when its loss is NaN/inf or explodes (recorded as pruned).
+
+    Exploding: the loss, smoothed over a few steps (EMA 0.5), exceeds ``explode_factor``
+    times the first step's loss (the loss at initialisation). On a CPU every step's loss is
+    checked; on a GPU every ``accelerator_every``-th (reading a loss waits for the GPU to
+    finish the step, which would stall the queue of kernels every step; a NaN stays NaN).
+    """
+    import lightning.pytorch as pl
+
+    class DivergenceStop(pl.Callback):
+        def __init__(self) -> None:
+            self.first: float | None = None
+            self.smooth = 0.0
+
+        def on_train_batch_end(
+            self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
+            batch: Any, batch_idx: int,
+        ) -> None:  # fmt: skip
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            if loss is None:
+                return
+            if (
+                self.first is not None
+                and getattr(loss, "device", None) is not None
+                and loss.device.type != "cpu"
+                and trainer.global_step % accelerator_every
+            ):
+                return
+            value = float(loss)
+            reason = None
+            if not math.isfinite(value):
+                reason = f"loss is {value}"
+            elif self.first is None:
+                self.first, self.smooth = value, value
+            else:
+                self.smooth = 0.5 * self.smooth + 0.5 * value
+                if abs(self.smooth) > explode_factor * abs(self.first) + 1e-12:
+                    reason = (
+                        f"loss exploded to {value:.4g} (initial {self.first:.4g}, "
+                        f"limit {explode_factor:g}x)"
+                    )
+            if reason is not None:
+                reason = f"diverged at step {trainer.global_step}: {reason}"
+                trial.set_user_attr("diverged", reason)
+                raise optuna.TrialPruned(reason)
+
+        def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            trial.set_user_attr("epochs", trainer.current_epoch + 1)
+
+    return DivergenceStop()
+
+
+class _Surplus(Exception):
+    """This trial would exceed n_trials (other workers' trials got there first)."""
+
+
+def _error_text(error: BaseException) -> str:
+    """``Type: first line of the message`` (passwords in URLs masked), for user attrs."""
+    lines = str(error).strip().splitlines()
+    return mask_url(f"{type(error).__name__}: {lines[0] if lines else ''}")[:500]
+
+
+def _objective(
+    config: StudyConfig,
+    ranges: Mapping[str, tuple[float, float]],
+    module_factory: Callable[[TrainConfig], pl.LightningModule] | None,
+    datamodule_factory: Callable[[TrainConfig], pl.LightningDataModule] | None,
+    held: HeldWeights | None = None,
+) -> Callable[[optuna.Trial], float]:
+    def objective(trial: optuna.Trial) -> float:
+        if config.n_trials is not None:
+            ahead = coord.trials_ahead(trial.study, trial.number)
+            if ahead >= config.n_trials:
+                reason = (
+                    f"not run: {ahead} trials were already finished or running "
+                    f"(n_trials {config.n_trials})"
+                )
+                trial.set_user_attr(coord.SURPLUS, reason)
+                raise _Surplus(reason)
+        with coord.TrialHeartbeat(trial):
+            trial.set_user_attr("worker", coord.worker_id())
+            train_config = suggest_config(trial, config, ranges)
+            trial.set_user_attr("config", train_config.to_dict())
+            start = time.perf_counter()
+            try:
+                metrics = _train_trial(
+                    trial, config, train_config, module_factory, datamodule_factory, held
+                )
+            except optuna.TrialPruned:
+                trial.set_user_attr("seconds", time.perf_counter() - start)
+                raise
+            except Exception as error:  # recorded, then Optuna fails the trial
+                trial.set_user_attr("seconds", time.perf_counter() - start)
+                trial.set_user_attr("error", _error_text(error))
+                raise
+            finally:
+                gc.collect()
+                _empty_device_cache()
+        trial.set_user_attr("seconds", time.perf_counter() - start)
+        for key, value in metrics.items():
+            trial.set_user_attr(key, value)
+        value = metrics.get(config.objective.metric, math.nan)
+        if not math.isfinite(value):
+            trial.set_user_attr("diverged", f"{config.objective.metric} is {value}")
+            raise optuna.TrialPruned(f"{config.objective.metric} is {value}")
+        return value
+
+    return objective
+
+
+def _empty_device_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def _train_trial(
+    trial: optuna.Trial,
+    config: StudyConfig,
+    train_config: TrainConfig,
+    module_factory: Callable[[TrainConfig], pl.LightningModule] | None,
+    datamodule_factory: Callable[[TrainConfig], pl.LightningDataModule] | None,
+    held: HeldWeights | None = None,
+) -> dict[str, float]:
+    from lightning.fabric.utilities.seed import seed_everything
+
+    from lrtune.training import build_trainer, datamodule_for
+
+    # every trial starts from the same seed: same initial weights and batch order, so trials
+    # differ only by their hyperparameters, and `lrtune train --config best.yaml` reproduces
+    seed_everything(train_config.seed, verbose=False)
+    if datamodule_factory is not None:
+        datamodule = datamodule_factory(train_config)
+    else:
+        datamodule = datamodule_for(train_config)
+    if module_factory is not None:
+        module = module_factory(train_config)
+    else:
+        module = _classifier(train_config, datamodule)
+    budget = config.budget
+    limits: dict[str, Any] = {}
+    if budget.steps is not None:
+        limits = {
+            "max_epochs": -1,
+            "max_steps": budget.steps,
+            "val_check_interval": budget.report_every or budget.steps,
+            "check_val_every_n_epoch": None,
+        }
+    trainer = build_trainer(
+        train_config,
+        callbacks=[_monitor_callback(trial), _pruning_callback(trial, config)],
+        **limits,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
+    metrics["epochs"] = float(trainer.current_epoch)
+    metrics["steps"] = float(trainer.global_step)
+    if (
+        module_factory is None
+        and config.test != "never"
+        and (config.test == "every" or _improves(trial, config, train_config, metrics))
+    ):
+        if config.test == "end" and held is not None:
+            held.keep(trial.number, train_config, module)
+        else:
+            tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+            metrics.update({k: float(v) for k, v in tested.items()})
+    del trainer, module
+    return metrics
+
+
+def _classifier(
+    train_config: TrainConfig, datamodule: pl.LightningDataModule
+) -> pl.LightningModule:
+    """lrtune's ``ClassifierModule`` for ``train_config``, shaped by the dataset's info."""
+    from lrtune.module import ClassifierModule
+
+    info = datamodule.info  # type: ignore[attr-defined]
+    return ClassifierModule.from_config(train_config, info.input_shape, info.num_classes)
+
+
+def _improves(
+    trial: optuna.Trial, config: StudyConfig, train_config: TrainConfig, metrics: dict[str, float]
+) -> bool:
+    """Does this trial beat every complete trial of its optimizer so far? (The trials that
+    ``test: improving`` tests at once and ``test: end`` keeps the weights of.)"""
+    value = metrics.get(config.objective.metric, math.nan)
+    if not math.isfinite(value):
+        return False
+    name = train_config.optimizer.name
+    maximize = config.objective.resolved_direction == "maximize"
+    complete = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    best = best_per_optimizer(complete, maximize, default=name).get(name)
+    if best is None:
+        return True
+    return value > float(best.value) if maximize else value < float(best.value)  # type: ignore[arg-type]

@@ -1,0 +1,172 @@
+"""``search()``: the public entry of a study, from a study file or a validated config.
+
+It validates the input once, before anything is written (:func:`_precheck`), runs the study
+in this process or in worker processes, hands the publishing hooks in (``publish=True``:
+:class:`lrtune.publish.DashboardPublisher`), prints the summary and writes the best
+configuration. The runner itself is :mod:`lrtune.study._runner`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import optuna
+from optuna.trial import TrialState
+
+from lrtune.config import StudyConfig, TrainConfig, study_config_from
+from lrtune.errors import ConfigError, StudyFailedError
+from lrtune.hooks import SearchCallback
+from lrtune.publish import DashboardPublisher
+from lrtune.results import best_config
+from lrtune.storage import check_target
+from lrtune.study._factories import create_pruner, create_sampler
+from lrtune.study._progress import print_summary
+from lrtune.study._runner import TrialCallback, open_study, run_worker
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
+__all__ = ["search"]
+
+
+def _validated(
+    study: str | Path | StudyConfig, overrides: Mapping[str, Any]
+) -> tuple[StudyConfig, str | None]:
+    config = study if isinstance(study, StudyConfig) else study_config_from(study, overrides)
+    if isinstance(study, StudyConfig) and overrides:
+        config = StudyConfig.model_validate({**config.to_dict(), **overrides})
+    return config, None if isinstance(study, StudyConfig) else str(study)
+
+
+def _precheck(
+    config: StudyConfig,
+    source: str | None,
+    *,
+    datamodule_factory: object,
+    callbacks: Sequence[object],
+    workers: int,
+    factories: tuple[object, ...],
+) -> None:
+    """Everything that can be wrong with the input, before the storage is touched."""
+    try:
+        if workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {workers}")
+        check_target(config.storage)
+        create_sampler(config), create_pruner(config)
+        if datamodule_factory is None:
+            from lrtune.training import datamodule_for
+
+            datamodule_for(config.base_train_config()).prepare_data()
+        for hook in callbacks:
+            if isinstance(hook, SearchCallback):
+                hook.check(config)
+        if workers > 1:
+            import pickle
+
+            for factory in (*factories, *callbacks):
+                if factory is None:
+                    continue
+                try:
+                    pickle.dumps(factory)
+                except Exception:
+                    raise ConfigError(
+                        f"{getattr(factory, '__name__', factory)!s} cannot be sent to worker "
+                        "processes: with workers > 1, factories and callbacks must be "
+                        "module-level functions or classes (no lambdas or closures)"
+                    ) from None
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}" if source else str(error)) from None
+
+
+def search(
+    study: str | Path | StudyConfig,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    module_factory: Callable[[TrainConfig], pl.LightningModule] | None = None,
+    datamodule_factory: Callable[[TrainConfig], pl.LightningDataModule] | None = None,
+    progress: TextIO | None = sys.stderr,
+    best_out: str | Path | None = None,
+    publish: bool = True,
+    callbacks: Sequence[SearchCallback | TrialCallback] = (),
+    workers: int = 1,
+    **fields: Any,
+) -> optuna.Study:
+    """Run (or resume) a study until ``n_trials`` trials have finished or time runs out.
+
+    Args:
+        study: A study file path or a validated :class:`~lrtune.config.StudyConfig`.
+        overrides: Values that win over the file's (e.g. ``{"budget": {"epochs": 3}}``).
+        module_factory: Build your own LightningModule from each trial's resolved
+            :class:`~lrtune.config.TrainConfig` (default: lrtune's ``ClassifierModule``).
+            It must log ``objective.metric`` (e.g. ``val_acc``) in validation.
+        datamodule_factory: Build your own datamodule per trial (default: the study's
+            dataset, shared in memory across trials).
+        progress: Stream for one line per finished trial and the summary (``None``: quiet).
+        best_out: Write the best trial's configuration here as YAML, which
+            ``lrtune train --config`` reproduces.
+        publish: Keep the study note current in optuna-dashboard during the search, and
+            upload the range-test curves and, at the end, the study report as Optuna
+            artifacts (default ``True``: :class:`lrtune.publish.DashboardPublisher` is
+            added before ``callbacks``; see :func:`lrtune.artifacts.artifact_dir_for`).
+        callbacks: More hooks: :class:`~lrtune.hooks.SearchCallback` instances (set-up,
+            start, after each trial, end) or plain Optuna trial callbacks
+            ``f(study, frozen_trial)``, called after each trial in order (default none).
+            With ``workers > 1`` each worker gets a pickled copy.
+        workers: Worker processes on this machine (default 1: this process). Each runs
+            trials against the same storage; CPU threads are split between them and each
+            gets its own GPU when there are several. More machines join by running the
+            same search on the same storage.
+        **fields: Top-level study fields to override, e.g. ``n_trials=10``.
+
+    Returns:
+        The ``optuna.Study`` (its user attrs hold the study config and ``lr: auto``'s
+        ranges and curves under ``lrtune.lr_auto``).
+
+    Raises:
+        ConfigError: Bad input (nothing was written to the storage).
+        StudyFailedError: Trials kept failing the same way; the finished ones are kept.
+    """
+    config, source = _validated(study, {**(overrides or {}), **fields})
+    hooks: list[SearchCallback | TrialCallback] = [DashboardPublisher()] if publish else []
+    hooks += list(callbacks)
+    _precheck(
+        config, source, datamodule_factory=datamodule_factory, callbacks=hooks,
+        workers=workers, factories=(module_factory, datamodule_factory),
+    )  # fmt: skip
+    failure: StudyFailedError | None = None
+    try:
+        if workers > 1:
+            from lrtune.study._workers import run_workers
+
+            optuna_study = open_study(config)
+            run_workers(
+                config, workers, module_factory=module_factory,
+                datamodule_factory=datamodule_factory, quiet=progress is None, callbacks=hooks,
+            )  # fmt: skip
+        else:
+            optuna_study = run_worker(
+                config, module_factory=module_factory, datamodule_factory=datamodule_factory,
+                progress=progress, callbacks=hooks,
+            )  # fmt: skip
+    except StudyFailedError as error:
+        failure = error
+        optuna_study = open_study(config)
+    for hook in hooks:
+        if isinstance(hook, SearchCallback):
+            hook.on_end(optuna_study, config)
+    if progress is not None:
+        print_summary(optuna_study, progress)
+    if best_out is not None and any(
+        t.state == TrialState.COMPLETE for t in optuna_study.get_trials(deepcopy=False)
+    ):
+        import yaml
+
+        path = Path(best_out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(best_config(optuna_study).to_dict(), sort_keys=False))
+    if failure is not None:
+        raise failure
+    return optuna_study

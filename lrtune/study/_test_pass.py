@@ -1,0 +1,58 @@
+"""``test: end``: the weights of a worker's best trial per optimizer, held on the CPU, and
+the test pass over them when the worker ends (results stored in the study's user attrs,
+read back by :func:`lrtune.results.trials_with_tests`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TextIO
+
+import optuna
+from optuna.trial import TrialState
+
+from lrtune.config import StudyConfig, TrainConfig
+from lrtune.results import ATTR_TEST_PREFIX, best_per_optimizer
+from lrtune.study._objective import _classifier
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
+__all__ = ["HeldWeights"]
+
+
+class HeldWeights:
+    """``test: end``: the weights of this worker's best trial per optimizer, on the CPU, so
+    the test split is evaluated once per optimizer when the worker ends instead of after
+    every trial that improved."""
+
+    def __init__(self) -> None:
+        self.by_optimizer: dict[str, tuple[int, TrainConfig, dict[str, Any]]] = {}
+
+    def keep(self, number: int, train_config: TrainConfig, module: pl.LightningModule) -> None:
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+        self.by_optimizer[train_config.optimizer.name] = (number, train_config, weights)
+
+    def test(
+        self, study: optuna.Study, config: StudyConfig, progress: TextIO | None, tag: str = ""
+    ) -> None:
+        """Evaluate the test split for each held trial that is still the best complete trial
+        of its optimizer in the study, and store the metrics in the study's user attrs."""
+        if not self.by_optimizer:
+            return
+        from lrtune.training import build_trainer, datamodule_for
+
+        maximize = config.objective.resolved_direction == "maximize"
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        best = best_per_optimizer(complete, maximize, default="")
+        for name, (number, train_config, weights) in sorted(self.by_optimizer.items()):
+            if name in best and best[name].number != number:
+                continue  # another worker's trial beat it
+            datamodule = datamodule_for(train_config)
+            module = _classifier(train_config, datamodule)
+            module.load_state_dict(weights)
+            tested = build_trainer(train_config).test(module, datamodule=datamodule, verbose=False)
+            metrics = {k: float(v) for k, v in tested[0].items()}
+            study.set_user_attr(f"{ATTR_TEST_PREFIX}{number}", metrics)
+            if progress is not None:
+                shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
+                print(f"{tag}test split, best {name} trial {number}: {shown}", file=progress)
+        self.by_optimizer.clear()
