@@ -142,10 +142,11 @@ def lrtune_side(
     data_dir: Path, trials: int, epochs: int, seed: int, **fields: Any
 ) -> tuple[list[float], float]:
     import lrtune.study as study_module
+    import lrtune.study._objective as objective_module
     from lrtune.config import StudyConfig
 
     clock = StepClock()
-    original = study_module._train_trial
+    original = objective_module._train_trial
 
     def timed_train_trial(trial: Any, config: Any, train_config: Any, *rest: Any) -> Any:
         import lrtune.training as training
@@ -161,7 +162,7 @@ def lrtune_side(
         finally:
             training.build_trainer = build
 
-    study_module._train_trial = timed_train_trial  # type: ignore[assignment]
+    objective_module._train_trial = timed_train_trial  # type: ignore[assignment]
     ends: list[float] = []
 
     class Clock:
@@ -190,7 +191,7 @@ def lrtune_side(
         study_module.search(config, progress=Clock(), publish=False)  # type: ignore[arg-type]
         # what runs after the last trial (test: end's test passes) is charged to the trials
         ends[-1] = time.perf_counter()
-    study_module._train_trial = original
+    objective_module._train_trial = original
     times = [b - a for a, b in itertools.pairwise([start, *ends])]
     return times[1:], clock.seconds  # the first trial is the warm-up
 

@@ -158,11 +158,13 @@ def overhead(storages: dict[str, str], n_trials: int, tmp: str) -> None:
     import optuna
 
     import lrtune.study as study_module
+    import lrtune.study._objective as objective_module
+    import lrtune.study._runner as runner_module
     from lrtune.config import study_config_from
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study_module._train_trial = _stub_training  # type: ignore[assignment]
-    plain = study_module.create_sampler
+    objective_module._train_trial = _stub_training  # type: ignore[assignment]
+    plain = runner_module.create_sampler
 
     def config_for(storage: str) -> Any:
         return study_config_from(
@@ -189,11 +191,11 @@ def overhead(storages: dict[str, str], n_trials: int, tmp: str) -> None:
         return optuna.samplers.TPESampler(seed=config.seed, **options) if isinstance(
             sampler, optuna.samplers.TPESampler) else sampler  # fmt: skip
 
-    study_module.create_sampler = optuna_tpe  # type: ignore[assignment]
+    runner_module.create_sampler = optuna_tpe  # type: ignore[assignment]
     try:
         _report("lrtune search, Optuna's TPESampler (journal file)", run(journal), base)
     finally:
-        study_module.create_sampler = plain
+        runner_module.create_sampler = plain
     for label, storage in storages.items():
         _report(f"lrtune search ({label})", run(storage), base)
 
