@@ -26,7 +26,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from lrtune.config import ComponentConfig, OptimizerConfig, TrainConfig
+from lrtune.config import OptimizerConfig, TrainConfig
 from lrtune.errors import ConfigError
 from lrtune.optimizers import get_optimizer_info
 from lrtune.schedules import create_scheduler
@@ -38,12 +38,15 @@ __all__ = [
     "check_components",
     "import_class",
     "inject_optimization",
+    "namespace",
+    "overrides",
+    "trainer_class",
 ]
 
-_PL_HINT = (
-    "lrtune trains with lightning.pytorch (the same API, from the `lightning` package): "
-    "change `import pytorch_lightning as pl` to `import lightning.pytorch as pl`"
-)
+_NAMESPACES = ("lightning.pytorch", "pytorch_lightning")
+"""Lightning ships one framework under two names (the ``lightning`` and the
+``pytorch-lightning`` packages); a class written against either trains with that
+namespace's Trainer. lrtune's callbacks are duck-typed hooks and run in both."""
 
 
 def add_import_paths(paths: Iterable[str | Path] = ()) -> None:
@@ -61,16 +64,35 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
-def _namespace_error(cls: type, field: str, class_path: str, kind: str) -> ConfigError | None:
-    """A pytorch_lightning class where lightning.pytorch is needed: say what to change."""
-    names = {f"{c.__module__}.{c.__name__}" for c in cls.__mro__}
-    if f"pytorch_lightning.core.module.{kind}" in names or any(
-        n.startswith("pytorch_lightning.") and n.endswith(f".{kind}") for n in names
-    ):
-        return ConfigError(
-            f"{field}.class_path: {class_path} is a pytorch_lightning.{kind}; {_PL_HINT}"
-        )
-    return None
+def _bases(name: str) -> list[type]:
+    """``name`` (``LightningModule``, ...) in each Lightning namespace already imported
+    (a user's class imports its own; nothing else is imported here)."""
+    return [getattr(sys.modules[ns], name) for ns in _NAMESPACES if ns in sys.modules]
+
+
+def namespace(obj: object) -> str:
+    """``lightning.pytorch`` or ``pytorch_lightning``: which Lightning ``obj`` is written
+    against (``lightning.pytorch`` when neither)."""
+    for ns in _NAMESPACES:
+        module = sys.modules.get(ns)
+        if module is not None and isinstance(
+            obj, (module.LightningModule, module.LightningDataModule, module.Callback)
+        ):
+            return ns
+    return "lightning.pytorch"
+
+
+def trainer_class(module: object) -> type:
+    """The ``Trainer`` of ``module``'s Lightning namespace (see :func:`namespace`)."""
+    return sys.modules[namespace(module)].Trainer  # type: ignore[no-any-return]
+
+
+def overrides(obj: object, method: str) -> bool:
+    """Does ``obj``'s class override ``method`` of its Lightning base class?"""
+    for base in (*_bases("LightningModule"), *_bases("LightningDataModule")):
+        if isinstance(obj, base):
+            return getattr(type(obj), method, None) is not getattr(base, method, None)
+    return callable(getattr(obj, method, None))
 
 
 def import_class(class_path: str, *, field: str, base: type) -> type:
@@ -85,8 +107,7 @@ def import_class(class_path: str, *, field: str, base: type) -> type:
     module_name, _, name = class_path.rpartition(".")
     if not module_name or not name:
         raise ConfigError(
-            f"{field}.class_path: {class_path!r} is not a dotted path such as "
-            "mypkg.models.LitNet"
+            f"{field}.class_path: {class_path!r} is not a dotted path such as mypkg.models.LitNet"
         )
     try:
         module = importlib.import_module(module_name)
@@ -110,12 +131,10 @@ def import_class(class_path: str, *, field: str, base: type) -> type:
         raise ConfigError(
             f"{field}.class_path: {class_path} is a {type(cls).__name__}, not a class"
         )
-    if not issubclass(cls, base):
-        error = _namespace_error(cls, field, class_path, base.__name__)
-        if error is not None:
-            raise error
+    if not issubclass(cls, tuple(_bases(base.__name__)) or base):
         raise ConfigError(
-            f"{field}.class_path: {class_path} is not a lightning.pytorch.{base.__name__}"
+            f"{field}.class_path: {class_path} is not a {base.__name__} (of "
+            "lightning.pytorch or pytorch_lightning)"
         )
     return cls
 
@@ -138,9 +157,9 @@ def _accepts(cls: type, name: str) -> bool:
 
 
 def _module_args(config: TrainConfig) -> dict[str, Any]:
-    """The module's init_args with the trial's ``model_options`` on top."""
+    """The module's init_args (a study's trial has its ``space.model_options`` in them)."""
     assert config.module is not None
-    return {**config.module.init_args, **config.model_options}
+    return dict(config.module.init_args)
 
 
 def _datamodule_args(config: TrainConfig, cls: type) -> dict[str, Any]:
@@ -160,6 +179,7 @@ def _datamodule_args(config: TrainConfig, cls: type) -> dict[str, Any]:
 def build_module(config: TrainConfig) -> pl.LightningModule:
     """The user's module from ``config.module``, with the trial's optimization injected."""
     assert config.module is not None
+    add_import_paths([config.code_dir] if config.code_dir else [])
     cls = import_class(config.module.class_path, field="module", base=pl.LightningModule)
     module = _instantiate(cls, _module_args(config), "module")
     return inject_optimization(module, config.optimizer, config)
@@ -168,23 +188,47 @@ def build_module(config: TrainConfig) -> pl.LightningModule:
 def build_datamodule(config: TrainConfig) -> pl.LightningDataModule:
     """The user's datamodule from ``config.datamodule``."""
     assert config.datamodule is not None
+    add_import_paths([config.code_dir] if config.code_dir else [])
     cls = import_class(
         config.datamodule.class_path, field="datamodule", base=pl.LightningDataModule
     )
     return _instantiate(cls, _datamodule_args(config, cls), "datamodule")  # type: ignore[no-any-return]
 
 
-def check_components(config: TrainConfig) -> None:
+def check_components(
+    config: TrainConfig, *, searched: Iterable[str] = (), batch_size_searched: bool = False
+) -> None:
     """Import and build the configured module and datamodule once, before anything is
     written, so a bad class path or rejected ``init_args`` is a one-line error up front.
 
+    Args:
+        config: The base configuration.
+        searched: ``init_args`` keys a study searches (``space.model_options``): the
+            module's constructor must take them.
+        batch_size_searched: A study searches ``batch_size``: the datamodule must take it.
+
     Raises:
-        ConfigError: Naming ``module`` or ``datamodule`` and the class's own message.
+        ConfigError: Naming the field and the class's own message.
     """
     if config.module is not None:
-        build_module(config)
+        module = build_module(config)
+        for key in searched:
+            if not _accepts(type(module), key):
+                raise ConfigError(
+                    f"space.model_options.{key}: {type(module).__name__} takes no argument {key!r}"
+                )
     if config.datamodule is not None:
-        build_datamodule(config)
+        datamodule = build_datamodule(config)
+        if batch_size_searched and not _accepts(type(datamodule), "batch_size"):
+            raise ConfigError(
+                f"space.batch_size: {type(datamodule).__name__} takes no batch_size argument"
+            )
+        if config.module is not None and namespace(module) != namespace(datamodule):
+            raise ConfigError(
+                f"datamodule: {type(module).__name__} is written against "
+                f"{namespace(module)}, {type(datamodule).__name__} against "
+                f"{namespace(datamodule)}: import Lightning the same way in both"
+            )
 
 
 def _groups(module: pl.LightningModule, lr: float) -> list[dict[str, Any]]:

@@ -101,7 +101,9 @@ def find_lr(
     if gradient_clip_val is not None:
         kwargs["gradient_clip_val"] = gradient_clip_val
         kwargs["gradient_clip_algorithm"] = gradient_clip_algorithm or "norm"
-    trainer = pl.Trainer(
+    from lrtune.components import trainer_class
+
+    trainer = trainer_class(module)(
         accelerator=accelerator,
         devices=1,
         max_epochs=1,
@@ -154,8 +156,8 @@ def compare_optimizers(
     """One range test per optimizer, from the same initial weights and the same data order.
 
     Args:
-        config: Dataset, model, batch size, schedule, clipping, seed and device; its own
-            optimizer is ignored.
+        config: Dataset, model (or your own ``module``/``datamodule``), batch size,
+            schedule, clipping, seed and device; its own optimizer is ignored.
         optimizers: Registry names, e.g. ``["sgd", "adam", "adamax", "rmsprop"]``.
         min_lr: First LR of every sweep (default: the optimizer's search range low / 10).
         max_lr: Last LR of every sweep (default: the optimizer's search range high x 10).
@@ -180,21 +182,34 @@ def compare_optimizers(
     datamodule = datamodule_for(config)
     datamodule.prepare_data()
     seed_everything(config.seed, verbose=False)
-    model = create_model(
-        config.model, datamodule.input_shape, datamodule.num_classes, **config.model_options
-    )
-    initial = copy.deepcopy(model.state_dict())
+    own: pl.LightningModule | None = None
+    if config.module is not None:  # your own module: built once, its optimizer injected
+        from lrtune.components import build_module, inject_optimization
+
+        own = build_module(config)
+        initial = copy.deepcopy(own.state_dict())
+    else:
+        model = create_model(
+            config.model, datamodule.input_shape, datamodule.num_classes,  # type: ignore[attr-defined]
+            **config.model_options,
+        )  # fmt: skip
+        initial = copy.deepcopy(model.state_dict())
     accelerator = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu", "mps": "mps"}.get(
         config.device, "auto"
     )
     results = []
     for info in infos:
-        model.load_state_dict(initial)
         seed_everything(config.seed, verbose=False)
-        module = ClassifierModule(
-            model, datamodule.num_classes, OptimizerConfig(name=info.name), config.schedule,
-            channels_last=config.channels_last,
-        )  # fmt: skip
+        module: pl.LightningModule
+        if own is not None:
+            own.load_state_dict(initial)
+            module = inject_optimization(own, OptimizerConfig(name=info.name), config)
+        else:
+            model.load_state_dict(initial)
+            module = ClassifierModule(
+                model, datamodule.num_classes, OptimizerConfig(name=info.name),  # type: ignore[attr-defined]
+                config.schedule, channels_last=config.channels_last,
+            )  # fmt: skip
         low, high = info.lr_range
         result = find_lr(
             module,

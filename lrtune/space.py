@@ -116,7 +116,7 @@ def suggest_config(
             f"clip.{clip_kind}.threshold", rng.low, rng.high, log=rng.log
         )
 
-    base = study.base_train_config().model_dump()
+    base = study.base_train_config().to_dict()
     base.update(
         optimizer={"name": info.name, "lr": lr, "params": params},
         schedule={"name": schedule.name, "params": schedule_params},
@@ -124,10 +124,10 @@ def suggest_config(
     )
     if space.batch_size is not None:
         base["batch_size"] = trial.suggest_categorical("batch_size", space.batch_size)
-    options = dict(base["model_options"])
+    # lrtune's model options, or (with your own module) keys of its init_args
+    target = base["module"]["init_args"] if study.module is not None else base["model_options"]
     for key, choices in space.model_options.items():
-        options[key] = trial.suggest_categorical(f"model.{key}", choices)
-    base["model_options"] = options
+        target[key] = trial.suggest_categorical(f"model.{key}", choices)
     return TrainConfig.model_validate(base)
 
 

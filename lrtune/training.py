@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
@@ -16,10 +16,18 @@ import lightning.pytorch as pl
 from lightning.fabric.utilities.seed import seed_everything
 
 from lrtune.config import TrainConfig
-from lrtune.data import ClassificationDataModule, create_datamodule
+from lrtune.data import create_datamodule
+from lrtune.errors import ConfigError
 from lrtune.module import ClassifierModule
 
-__all__ = ["EpochReport", "TrainResult", "build_trainer", "datamodule_for", "train"]
+__all__ = [
+    "EpochReport",
+    "TrainResult",
+    "build_trainer",
+    "datamodule_for",
+    "module_for",
+    "train",
+]
 
 _ACCELERATORS = {"auto": "auto", "cpu": "cpu", "gpu": "gpu", "cuda": "gpu", "mps": "mps"}
 
@@ -81,6 +89,8 @@ class TrainResult:
         seconds: Wall time of fit + test.
         config: The resolved configuration.
         history: One row of metrics per epoch.
+        metrics: Every scalar metric the module logged (fit, then test), by name: what a
+            module of your own reports (``val_loss``, ``val/f1``, ...).
     """
 
     val_acc: float
@@ -93,6 +103,7 @@ class TrainResult:
     seconds: float
     config: dict[str, Any]
     history: list[dict[str, float]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict; non-finite numbers become ``None``."""
@@ -109,9 +120,14 @@ class TrainResult:
         return clean(asdict(self))
 
 
-def datamodule_for(config: TrainConfig) -> ClassificationDataModule:
+def datamodule_for(config: TrainConfig) -> pl.LightningDataModule:
     """The datamodule ``config`` trains on: its dataset, folder, batch size, split,
-    augmentation and seed (the data itself is cached per process)."""
+    augmentation and seed (the data itself is cached per process); or your own, built from
+    ``config.datamodule``."""
+    if config.datamodule is not None:
+        from lrtune.components import build_datamodule
+
+        return build_datamodule(config)
     return create_datamodule(
         config.dataset,
         data_dir=config.data_dir,
@@ -123,10 +139,39 @@ def datamodule_for(config: TrainConfig) -> ClassificationDataModule:
     )
 
 
+def module_for(config: TrainConfig, datamodule: pl.LightningDataModule) -> pl.LightningModule:
+    """The module ``config`` trains: your own (``config.module``, with the optimizer,
+    schedule and clipping injected) or lrtune's ``ClassifierModule``, shaped by the
+    dataset."""
+    if config.module is not None:
+        from lrtune.components import build_module
+
+        return build_module(config)
+    info = getattr(datamodule, "info", None)  # lrtune's datamodules: input shape, classes
+    if info is None:
+        raise ConfigError(
+            f"model: lrtune's {config.model} needs one of lrtune's datasets (for its input "
+            f"shape), not {type(datamodule).__name__}; give module (your LightningModule)"
+        )
+    return ClassifierModule.from_config(config, info.input_shape, info.num_classes)
+
+
+def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The scalar entries of ``trainer.callback_metrics`` (or a test result) as floats."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        try:
+            out[key] = float(value)
+        except (TypeError, ValueError, RuntimeError):  # a non-scalar tensor or an object
+            continue
+    return out
+
+
 def build_trainer(
     config: TrainConfig,
     *,
     callbacks: Sequence[pl.Callback] = (),
+    module: object = None,
     **overrides: Any,
 ) -> pl.Trainer:
     """A lean ``lightning.pytorch.Trainer`` for ``config``.
@@ -134,6 +179,8 @@ def build_trainer(
     Args:
         config: Supplies epochs, device, precision and gradient clipping.
         callbacks: Extra callbacks.
+        module: The module it will train: one written against ``pytorch_lightning`` gets
+            that package's ``Trainer`` (default: ``lightning.pytorch``'s).
         **overrides: Any ``Trainer`` argument, winning over the defaults here.
     """
     kwargs: dict[str, Any] = {
@@ -150,6 +197,10 @@ def build_trainer(
         **config.clip.trainer_kwargs,
     }
     kwargs.update(overrides)
+    if module is not None:
+        from lrtune.components import trainer_class
+
+        return trainer_class(module)(**kwargs)  # type: ignore[no-any-return]
     return pl.Trainer(**kwargs)
 
 
@@ -164,7 +215,7 @@ def train(
     callbacks: Sequence[pl.Callback] = (),
     progress: TextIO | None = None,
     test: bool = True,
-    on_module: Callable[[ClassifierModule], None] | None = None,
+    on_module: Callable[[pl.LightningModule], None] | None = None,
 ) -> TrainResult:
     """Train ``config`` and evaluate on validation and test sets.
 
@@ -186,15 +237,15 @@ def train(
     seed_everything(config.seed, verbose=False)
     datamodule = datamodule_for(config)
     datamodule.prepare_data()
-    module = ClassifierModule.from_config(config, datamodule.input_shape, datamodule.num_classes)
+    module = module_for(config, datamodule)
     if on_module is not None:
         on_module(module)
     report = EpochReport(progress)
-    trainer = build_trainer(config, callbacks=[report, *callbacks])
+    trainer = build_trainer(config, callbacks=[report, *callbacks], module=module)
     trainer.fit(module, datamodule=datamodule)
     fit_metrics = dict(trainer.callback_metrics)
     test_metrics: dict[str, Any] = {}
-    if test:
+    if test and can_test(module, datamodule):
         test_metrics = dict(trainer.test(module, datamodule=datamodule, verbose=False)[0])
     return TrainResult(
         val_acc=_metric(fit_metrics, "val_acc"),
@@ -207,4 +258,13 @@ def train(
         seconds=time.perf_counter() - start,
         config=config.to_dict(),
         history=report.history,
+        metrics={**scalar_metrics(fit_metrics), **scalar_metrics(test_metrics)},
     )
+
+
+def can_test(module: pl.LightningModule, datamodule: pl.LightningDataModule) -> bool:
+    """Does the module define ``test_step`` and the datamodule a test split? (lrtune's
+    always do; a module of your own may not.)"""
+    from lrtune.components import overrides
+
+    return overrides(module, "test_step") and overrides(datamodule, "test_dataloader")

@@ -98,7 +98,7 @@ def _emit_json(payload: dict[str, Any]) -> None:
 
 def _train_config(config_file: Path | None, flags: dict[str, tuple[tuple[str, ...], Any]]) -> Any:
     """Validate flags (``--flag: (config path, value)``, ``None`` = not given) over a file."""
-    from lrtune.config import train_config_from
+    from lrtune.config import load_yaml, study_config_from, train_config_from
 
     overrides: dict[str, Any] = {}
     given: set[str] = set()
@@ -108,6 +108,12 @@ def _train_config(config_file: Path | None, flags: dict[str, tuple[tuple[str, ..
         given.add(flag)
         _put(overrides, path, value)
     try:
+        if config_file is not None and {"space", "budget"} & set(load_yaml(config_file)):
+            # a study file: its training fields (dataset/model or module/datamodule)
+            base = study_config_from(config_file).base_train_config().to_dict()
+            for searched in ("optimizer", "schedule", "clip"):  # the study's space, not a base
+                del base[searched]
+            return train_config_from(None, {**base, **overrides})
         return train_config_from(config_file, overrides)
     except LrtuneError as error:
         message = _flag_message(str(error), given) if config_file is None else str(error)

@@ -65,7 +65,14 @@ CompileOpt = Annotated[
 ]
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", help="YAML file with the training fields; flags override it."),
+    typer.Option(
+        "--config",
+        help=(
+            "YAML file with the training fields (dataset/model, or module/datamodule with "
+            "class_path and init_args for your own LightningModule/DataModule), or a study "
+            "file (its training fields); flags override it."
+        ),
+    ),
 ]
 # Options shared by the commands that read or write a study.
 StorageOpt = Annotated[

@@ -104,6 +104,16 @@ def train_command(
     result = train(cfg, progress=None if quiet else sys.stderr)
     if json_out:
         _emit_json(result.to_dict())
+    elif cfg.module is not None:  # your own module: every metric it logged
+        shown = "  ".join(
+            f"{k} {v:.4f}" for k, v in sorted(result.metrics.items())
+            if k.startswith(("val", "test"))
+        )  # fmt: skip
+        print(
+            f"{cfg.module.class_path} {cfg.optimizer.name} lr={cfg.optimizer.lr:g} "
+            f"schedule={cfg.schedule.name} clip={cfg.clip.kind}: {shown}  "
+            f"epochs {result.epochs}  {result.seconds:.1f}s"
+        )
     else:
         print(
             f"{cfg.dataset} {cfg.model} {cfg.optimizer.name} lr={cfg.optimizer.lr:g} "
@@ -214,7 +224,10 @@ def find_lr_command(
     if out is not None:
         from lrtune.report import lr_curves_figure, write_html
 
-        title = f"LR range test: {cfg.dataset} / {cfg.model}, batch {cfg.resolved_batch_size}"
+        if cfg.module is not None:
+            title = f"LR range test: {cfg.module.class_path}"
+        else:
+            title = f"LR range test: {cfg.dataset} / {cfg.model}, batch {cfg.resolved_batch_size}"
         write_html(lr_curves_figure(results, title=title), out)
     if json_out:
         rows = []

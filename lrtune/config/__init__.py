@@ -34,6 +34,7 @@ from lrtune.config._study import (
 )
 from lrtune.config._train import (
     ClipConfig,
+    ComponentConfig,
     OptimizerConfig,
     ScheduleConfig,
     TrainConfig,
@@ -43,6 +44,7 @@ from lrtune.config._train import (
 __all__ = [
     "Budget",
     "ClipConfig",
+    "ComponentConfig",
     "LRSpace",
     "Objective",
     "OptimizerConfig",

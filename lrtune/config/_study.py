@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from lrtune.config._base import _Frozen, _merge, _params, _validate, load_yaml
-from lrtune.config._train import TrainConfig
+from lrtune.config._train import ComponentConfig, TrainConfig, excluded_fields, with_code_dir
 from lrtune.errors import ConfigError
 from lrtune.models import get_model_info
 from lrtune.optimizers import get_optimizer_info
@@ -252,8 +252,10 @@ class PrunerConfig(_Frozen):
 class StudyConfig(_Frozen):
     """A study file, validated.
 
-    The training fields (``dataset`` ... ``precision``) are the base every trial starts
-    from (see :class:`TrainConfig`); ``space`` says what each trial changes.
+    The training fields (``dataset`` ... ``precision``, or ``module``/``datamodule`` for
+    your own LightningModule and LightningDataModule) are the base every trial starts from
+    (see :class:`TrainConfig`); ``space`` says what each trial changes. With ``module``,
+    ``space.model_options`` searches keys of ``module.init_args``.
     """
 
     name: str = Field(min_length=1)
@@ -290,6 +292,9 @@ class StudyConfig(_Frozen):
     trial that beats its optimizer's best so far (visible during the search, costs more
     passes); ``every`` trial; or ``never``."""
     space: SpaceConfig
+    module: ComponentConfig | None = None
+    datamodule: ComponentConfig | None = None
+    code_dir: Path | None = None
 
     @field_validator("dataset")
     @classmethod
@@ -306,6 +311,8 @@ class StudyConfig(_Frozen):
         if self.n_trials is None and self.timeout is None:
             raise ValueError("n_trials or timeout is required (or both)")
         for key, choices in self.space.model_options.items():
+            if self.module is not None:
+                break  # keys of the user's init_args: checked when the module is built
             for choice in choices:
                 try:
                     get_model_info(self.model).resolve({key: choice})
@@ -315,26 +322,35 @@ class StudyConfig(_Frozen):
 
     def base_train_config(self) -> TrainConfig:
         """The :class:`TrainConfig` every trial starts from (optimizer etc. at defaults)."""
-        return TrainConfig(
-            dataset=self.dataset,
-            data_dir=self.data_dir,
-            download=self.download,
-            model=self.model,
-            model_options=self.model_options,
-            epochs=self.budget.epochs or 1,
-            batch_size=self.batch_size,
-            val_fraction=self.val_fraction,
-            augment=self.augment,
-            seed=self.seed,
-            device=self.device,
-            precision=self.precision,
-            channels_last=self.channels_last,
-            compile=self.compile,
-        )
+        fields: dict[str, Any] = {
+            "dataset": self.dataset,
+            "data_dir": self.data_dir,
+            "download": self.download,
+            "model": self.model,
+            "model_options": self.model_options,
+            "epochs": self.budget.epochs or 1,
+            "batch_size": self.batch_size,
+            "val_fraction": self.val_fraction,
+            "augment": self.augment,
+            "seed": self.seed,
+            "device": self.device,
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+            "compile": self.compile,
+            "module": self.module,
+            "datamodule": self.datamodule,
+            "code_dir": self.code_dir,
+        }
+        for key in excluded_fields(self.module, self.datamodule):
+            del fields[key]
+        return TrainConfig(**fields)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict."""
-        return self.model_dump(mode="json")
+        """Plain JSON-able dict; with ``module``/``datamodule``, without the fields they
+        replace (so it validates again)."""
+        excluded = excluded_fields(self.module, self.datamodule)
+        excluded |= {k for k in ("module", "datamodule", "code_dir") if getattr(self, k) is None}
+        return self.model_dump(mode="json", exclude=excluded)
 
 
 def study_config_from(
@@ -352,4 +368,6 @@ def study_config_from(
         data = _merge(data, overrides)
     if "name" not in data and file is not None:
         data["name"] = Path(file).stem
-    return _validate(StudyConfig, data, str(file) if file is not None else None)
+    return _validate(
+        StudyConfig, with_code_dir(data, file), str(file) if file is not None else None
+    )

@@ -1,10 +1,12 @@
 """The training config: :class:`TrainConfig` (everything needed to train one
-configuration) and its parts :class:`OptimizerConfig`, :class:`ScheduleConfig` and
-:class:`ClipConfig`, plus :func:`train_config_from` (YAML file + overrides -> TrainConfig).
+configuration) and its parts :class:`OptimizerConfig`, :class:`ScheduleConfig`,
+:class:`ClipConfig` and :class:`ComponentConfig` (your own module or datamodule, by class
+path), plus :func:`train_config_from` (YAML file + overrides -> TrainConfig).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +21,7 @@ from lrtune.schedules import get_schedule_info
 
 __all__ = [
     "ClipConfig",
+    "ComponentConfig",
     "OptimizerConfig",
     "ScheduleConfig",
     "TrainConfig",
@@ -124,6 +127,87 @@ class ClipConfig(_Frozen):
         return {"gradient_clip_val": self.threshold, "gradient_clip_algorithm": self.kind}
 
 
+_CLASS_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+
+
+class ComponentConfig(_Frozen):
+    """Your own class, named the LightningCLI way: ``class_path`` plus ``init_args``.
+
+    Args:
+        class_path: Import path ``package.module.Class``, importable from the current
+            folder, the study file's folder, or installed.
+        init_args: Keyword arguments for its constructor (default none).
+    """
+
+    class_path: str
+    init_args: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"class_path": data} if isinstance(data, str) else data
+
+    @field_validator("class_path")
+    @classmethod
+    def _dotted(cls, value: str) -> str:
+        if not _CLASS_PATH.match(value):
+            raise ValueError(
+                f"must be a dotted import path such as mypkg.models.LitNet, got {value!r}"
+            )
+        return value
+
+
+MODEL_FIELDS = ("model", "model_options")
+"""Fields for lrtune's models; ``module`` (your own LightningModule) replaces them."""
+DATASET_FIELDS = ("dataset", "data_dir", "download", "val_fraction", "augment")
+"""Fields for lrtune's datasets; ``datamodule`` (your own) replaces them."""
+
+
+def check_styles(data: Mapping[str, Any]) -> None:
+    """``module`` excludes ``model``/``model_options``; ``datamodule`` excludes the dataset
+    fields and needs ``module``.
+
+    Raises:
+        ValueError: Naming the fields that cannot go together.
+    """
+    if data.get("module") is not None:
+        given = [key for key in MODEL_FIELDS if data.get(key) not in (None, {})]
+        if given:
+            raise ValueError(
+                f"module and {'/'.join(given)} are exclusive: give module (your "
+                "LightningModule: class_path, init_args) or model (lrtune's mlp, cnn, "
+                "resnet), not both"
+            )
+    if data.get("datamodule") is not None:
+        given = [key for key in DATASET_FIELDS if data.get(key) is not None]
+        if given:
+            raise ValueError(
+                f"datamodule and {'/'.join(given)} are exclusive: give datamodule (your "
+                "LightningDataModule: class_path, init_args) or dataset (lrtune's), not both"
+            )
+        if data.get("module") is None:
+            raise ValueError(
+                "datamodule needs module: lrtune's models take their input shape from "
+                "lrtune's datasets; give module (your LightningModule) as well"
+            )
+
+
+def with_code_dir(data: dict[str, Any], file: str | Path | None) -> dict[str, Any]:
+    """``data`` read from ``file``: its class paths also import from the file's folder."""
+    if file is None or data.get("code_dir") is not None:
+        return data
+    if data.get("module") is None and data.get("datamodule") is None:
+        return data
+    return {**data, "code_dir": str(Path(file).resolve().parent)}
+
+
+def excluded_fields(module: object, datamodule: object) -> set[str]:
+    """The fields a config of that style does not write out (see :func:`check_styles`)."""
+    return (set(MODEL_FIELDS) if module is not None else set()) | (
+        set(DATASET_FIELDS) if datamodule is not None else set()
+    )
+
+
 class TrainConfig(_Frozen):
     """Everything needed to train one configuration.
 
@@ -151,6 +235,13 @@ class TrainConfig(_Frozen):
         compile: ``torch.compile`` the network, once per process: later runs of the same
             model and input shape reuse the compiled code with fresh weights (default off;
             worth it on a GPU over many trials, not for a few short CPU runs).
+        module: Your own LightningModule (``class_path``, ``init_args``) instead of
+            ``model``: lrtune injects the optimizer, schedule and clipping into it.
+        datamodule: Your own LightningDataModule instead of ``dataset`` (needs
+            ``module``); ``batch_size`` goes to its ``init_args`` when given.
+        code_dir: A folder the class paths of ``module``/``datamodule`` import from,
+            besides the current folder and installed packages (default: the folder of the
+            file the config was read from).
     """
 
     dataset: str = "digits"
@@ -172,6 +263,9 @@ class TrainConfig(_Frozen):
     )
     channels_last: bool = True
     compile: bool = False
+    module: ComponentConfig | None = None
+    datamodule: ComponentConfig | None = None
+    code_dir: Path | None = None
 
     @field_validator("dataset")
     @classmethod
@@ -181,6 +275,10 @@ class TrainConfig(_Frozen):
     @model_validator(mode="before")
     @classmethod
     def _model(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            check_styles(data)
+            if data.get("module") is not None:
+                return data
         if not isinstance(data, Mapping) or not isinstance(data.get("model", "mlp"), str):
             return data
         data = dict(data)
@@ -203,8 +301,11 @@ class TrainConfig(_Frozen):
         return get_dataset_info(self.dataset).augment if self.augment is None else self.augment
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (paths as strings)."""
-        return self.model_dump(mode="json")
+        """Plain JSON-able dict (paths as strings); with ``module``/``datamodule``, without
+        the fields they replace (so it validates again)."""
+        excluded = excluded_fields(self.module, self.datamodule)
+        excluded |= {k for k in ("module", "datamodule", "code_dir") if getattr(self, k) is None}
+        return self.model_dump(mode="json", exclude=excluded)
 
 
 def train_config_from(
@@ -223,4 +324,6 @@ def train_config_from(
     data: dict[str, Any] = load_yaml(file) if file is not None else {}
     if overrides:
         data = _merge(data, overrides)
-    return _validate(TrainConfig, data, str(file) if file is not None else None)
+    return _validate(
+        TrainConfig, with_code_dir(data, file), str(file) if file is not None else None
+    )

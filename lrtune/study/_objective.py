@@ -18,10 +18,15 @@ import optuna
 from optuna.trial import TrialState
 
 from lrtune.config import StudyConfig, TrainConfig
+from lrtune.errors import ConfigError
 from lrtune.results import best_per_optimizer
 from lrtune.space import suggest_config
 from lrtune.storage import mask_url
 from lrtune.study import _coordination as coord
+
+ATTR_INPUT_ERROR = "input_error"
+"""Trial user attr: an error in the study's input that every trial would hit (the runner
+stops the study with it as a :class:`~lrtune.errors.ConfigError`)."""
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -56,6 +61,36 @@ def _pruning_callback(trial: optuna.Trial, config: StudyConfig) -> pl.Callback:
                 raise
 
     return _Pruning(trial, monitor=config.objective.metric)
+
+
+class MissingMetricError(ConfigError):
+    """The module never logged the study's objective metric (a study-wide input error:
+    every trial would fail the same way)."""
+
+
+def _metric_check(metric: str) -> pl.Callback:
+    """Fails the trial at its first validation when ``metric`` was not logged, naming the
+    metrics that were (optuna-integration's pruning callback would only warn, and the trial
+    would end with a NaN value)."""
+    import lightning.pytorch as pl
+
+    class MetricCheck(pl.Callback):
+        def __init__(self) -> None:
+            self.checked = False
+
+        def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            if trainer.sanity_checking or self.checked:
+                return
+            self.checked = True
+            if metric not in trainer.callback_metrics:
+                logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing"
+                raise MissingMetricError(
+                    f"objective.metric: {type(pl_module).__name__} did not log {metric!r} "
+                    f"in validation (it logged: {logged}); log it with self.log({metric!r}, "
+                    "...) or set objective.metric to one of those"
+                )
+
+    return MetricCheck()
 
 
 def _monitor_callback(
@@ -155,6 +190,8 @@ def _objective(
             except Exception as error:  # recorded, then Optuna fails the trial
                 trial.set_user_attr("seconds", time.perf_counter() - start)
                 trial.set_user_attr("error", _error_text(error))
+                if isinstance(error, MissingMetricError):  # the runner stops the study
+                    trial.set_user_attr(ATTR_INPUT_ERROR, str(error))
                 raise
             finally:
                 gc.collect()
@@ -188,7 +225,7 @@ def _train_trial(
 ) -> dict[str, float]:
     from lightning.fabric.utilities.seed import seed_everything
 
-    from lrtune.training import build_trainer, datamodule_for
+    from lrtune.training import build_trainer, can_test, datamodule_for, module_for, scalar_metrics
 
     # every trial starts from the same seed: same initial weights and batch order, so trials
     # differ only by their hyperparameters, and `lrtune train --config best.yaml` reproduces
@@ -200,7 +237,7 @@ def _train_trial(
     if module_factory is not None:
         module = module_factory(train_config)
     else:
-        module = _classifier(train_config, datamodule)
+        module = module_for(train_config, datamodule)
     budget = config.budget
     limits: dict[str, Any] = {}
     if budget.steps is not None:
@@ -212,35 +249,33 @@ def _train_trial(
         }
     trainer = build_trainer(
         train_config,
-        callbacks=[_monitor_callback(trial), _pruning_callback(trial, config)],
+        callbacks=[
+            _monitor_callback(trial),
+            _metric_check(config.objective.metric),
+            _pruning_callback(trial, config),
+        ],
+        module=module,
         **limits,
     )
     trainer.fit(module, datamodule=datamodule)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
+    logged = scalar_metrics(trainer.callback_metrics)
+    own = train_config.module is not None  # a module of your own: keep all it logged
+    metrics = {k: v for k, v in logged.items() if own or k.startswith("val_")}
     metrics["epochs"] = float(trainer.current_epoch)
     metrics["steps"] = float(trainer.global_step)
     if (
         module_factory is None
         and config.test != "never"
+        and can_test(module, datamodule)
         and (config.test == "every" or _improves(trial, config, train_config, metrics))
     ):
         if config.test == "end" and held is not None:
             held.keep(trial.number, train_config, module)
         else:
             tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-            metrics.update({k: float(v) for k, v in tested.items()})
+            metrics.update(scalar_metrics(tested))
     del trainer, module
     return metrics
-
-
-def _classifier(
-    train_config: TrainConfig, datamodule: pl.LightningDataModule
-) -> pl.LightningModule:
-    """lrtune's ``ClassifierModule`` for ``train_config``, shaped by the dataset's info."""
-    from lrtune.module import ClassifierModule
-
-    info = datamodule.info  # type: ignore[attr-defined]
-    return ClassifierModule.from_config(train_config, info.input_shape, info.num_classes)
 
 
 def _improves(

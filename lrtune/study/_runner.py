@@ -29,7 +29,7 @@ from lrtune.storage import DEFAULT_STORAGE, mask_url, open_storage
 from lrtune.study import _coordination as coord
 from lrtune.study._auto_lr import auto_lr
 from lrtune.study._factories import create_pruner, create_sampler
-from lrtune.study._objective import _objective
+from lrtune.study._objective import ATTR_INPUT_ERROR, _objective
 from lrtune.study._progress import Progress
 from lrtune.study._test_pass import HeldWeights
 
@@ -49,7 +49,7 @@ def _comparable(config: StudyConfig) -> dict[str, Any]:
     data = config.to_dict()
     for key in (
         "n_trials", "timeout", "storage", "artifacts", "question", "expected_cost", "data_dir",
-        "test", "channels_last", "compile",
+        "test", "channels_last", "compile", "code_dir",
     ):  # fmt: skip
         data.pop(key, None)
     return data
@@ -193,6 +193,8 @@ def _optimize(
             gc_after_trial=False,  # the objective collects after every trial
             catch=(Exception,),
         )
+        if ran and ATTR_INPUT_ERROR in ran[-1].user_attrs:  # every trial would fail so
+            raise ConfigError(f"study {config.name!r}: {ran[-1].user_attrs[ATTR_INPUT_ERROR]}")
         if ran:
             streak.update(ran[-1])
 

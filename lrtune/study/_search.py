@@ -56,10 +56,18 @@ def _precheck(
             raise ConfigError(f"workers must be >= 1, got {workers}")
         check_target(config.storage)
         create_sampler(config), create_pruner(config)
-        if datamodule_factory is None:
+        base = config.base_train_config()
+        if base.module is not None or base.datamodule is not None:
+            from lrtune.components import check_components
+
+            check_components(
+                base, searched=config.space.model_options,
+                batch_size_searched=config.space.batch_size is not None,
+            )  # fmt: skip
+        if datamodule_factory is None and base.datamodule is None:
             from lrtune.training import datamodule_for
 
-            datamodule_for(config.base_train_config()).prepare_data()
+            datamodule_for(base).prepare_data()
         for hook in callbacks:
             if isinstance(hook, SearchCallback):
                 hook.check(config)

@@ -11,7 +11,6 @@ from optuna.trial import TrialState
 
 from lrtune.config import StudyConfig, TrainConfig
 from lrtune.results import ATTR_TEST_PREFIX, best_per_optimizer
-from lrtune.study._objective import _classifier
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -38,7 +37,7 @@ class HeldWeights:
         of its optimizer in the study, and store the metrics in the study's user attrs."""
         if not self.by_optimizer:
             return
-        from lrtune.training import build_trainer, datamodule_for
+        from lrtune.training import build_trainer, datamodule_for, module_for
 
         maximize = config.objective.resolved_direction == "maximize"
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -47,9 +46,11 @@ class HeldWeights:
             if name in best and best[name].number != number:
                 continue  # another worker's trial beat it
             datamodule = datamodule_for(train_config)
-            module = _classifier(train_config, datamodule)
+            module = module_for(train_config, datamodule)
             module.load_state_dict(weights)
-            tested = build_trainer(train_config).test(module, datamodule=datamodule, verbose=False)
+            tested = build_trainer(train_config, module=module).test(
+                module, datamodule=datamodule, verbose=False
+            )
             metrics = {k: float(v) for k, v in tested[0].items()}
             study.set_user_attr(f"{ATTR_TEST_PREFIX}{number}", metrics)
             if progress is not None:

@@ -1,0 +1,1 @@
+"""Users' own Lightning code for the tests of class-path modules (no lrtune imports)."""
