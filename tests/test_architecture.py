@@ -44,6 +44,7 @@ LAYERS: dict[str, int] = {
     "lrtune.data": LIGHTNING,
     "lrtune.module": LIGHTNING,
     "lrtune._state": LIGHTNING,
+    "lrtune.components": LIGHTNING,
     "lrtune.callbacks": LIGHTNING,
     "lrtune.finder": LIGHTNING,
     "lrtune.training": LIGHTNING,

@@ -207,10 +207,21 @@ class Budget(_Frozen):
         return self
 
 
-class Objective(_Frozen):
-    """The metric a study optimises (reported after each validation)."""
+LRTUNE_METRICS = ("val_acc", "val_loss")
+"""What lrtune's models log in validation (a module of your own logs what it logs)."""
 
-    metric: Literal["val_acc", "val_loss"] = "val_acc"
+
+class Objective(_Frozen):
+    """The metric a study optimises (reported after each validation).
+
+    Args:
+        metric: A metric logged in validation: ``val_acc`` (default) or ``val_loss`` for
+            lrtune's models; any name your own module logs (``self.log(name, ...)``).
+        direction: ``maximize`` or ``minimize``; default maximize for names ending in
+            ``acc``, minimize for ``loss``, required for other names.
+    """
+
+    metric: str = Field("val_acc", min_length=1)
     direction: Literal["maximize", "minimize"] | None = None
 
     @property
@@ -310,6 +321,17 @@ class StudyConfig(_Frozen):
     def _stop(self) -> StudyConfig:
         if self.n_trials is None and self.timeout is None:
             raise ValueError("n_trials or timeout is required (or both)")
+        if self.module is None and self.objective.metric not in LRTUNE_METRICS:
+            raise ValueError(
+                f"objective.metric must be one of {', '.join(map(repr, LRTUNE_METRICS))} (what "
+                f"lrtune's models log; your own module can log others), got "
+                f"{self.objective.metric!r}"
+            )
+        if self.objective.direction is None and not self.objective.metric.endswith(("acc", "loss")):
+            raise ValueError(
+                f"objective.direction is required for metric {self.objective.metric!r} "
+                "(maximize or minimize)"
+            )
         for key, choices in self.space.model_options.items():
             if self.module is not None:
                 break  # keys of the user's init_args: checked when the module is built

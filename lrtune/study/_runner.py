@@ -9,6 +9,7 @@ The runner publishes nothing itself: notes, artifacts and reports reach it as
 from __future__ import annotations
 
 import gc
+import logging
 import re
 import time
 import warnings
@@ -40,6 +41,8 @@ __all__ = ["open_study", "run_worker"]
 
 _ATTR_ENQUEUED = "lrtune.defaults_enqueued"
 
+log = logging.getLogger("lrtune.study")
+
 TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
 
@@ -56,14 +59,21 @@ def _comparable(config: StudyConfig) -> dict[str, Any]:
 
 
 def _check_same_study(study: optuna.Study, config: StudyConfig, storage: str) -> None:
+    """Store the config in a new study; a rerun must bring the same one. While no trial has
+    finished (say the first one failed on a misnamed metric), a fixed config takes over."""
     stored = study.user_attrs.get(ATTR_CONFIG)
-    if stored is None:
+    old = None if stored is None else StudyConfig.model_validate(stored)
+    if old is not None and _comparable(old) != _comparable(config):
+        same_direction = old.objective.resolved_direction == config.objective.resolved_direction
+        if same_direction and finished_count(study) == 0:
+            log.info("study %s: no trial has finished; it takes the new configuration", config.name)
+            old = None
+    if old is None:
         data = config.to_dict()
         if data.get("storage"):  # the dashboard and reports show this: no passwords
             data["storage"] = mask_url(str(data["storage"]))
         study.set_user_attr(ATTR_CONFIG, data)
         return
-    old = StudyConfig.model_validate(stored)
     if _comparable(old) != _comparable(config):
         changed = sorted(k for k, v in _comparable(config).items() if _comparable(old).get(k) != v)
         raise ConfigError(
