@@ -127,11 +127,16 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
     except LrtuneError:
         raise
     except Exception as error:  # SQLAlchemy, driver and OS errors come in many types
-        raise ConfigError(f"storage {mask_url(target)}: cannot open ({_db_error(error)})") from None
+        reason = _db_error(error, target)
+        raise ConfigError(f"storage {mask_url(target)}: cannot open ({reason})") from None
 
 
-def _db_error(error: BaseException) -> str:
-    """The first line of the driver's own message (not SQLAlchemy's wrapping), masked."""
+def _db_error(error: BaseException, url: str | None = None) -> str:
+    """The first line of the driver's own message (not SQLAlchemy's wrapping), masked.
+
+    mysqlclient says only "Can't connect to server on 'host' (errno)": the reason from
+    connecting to the address once more is added (e.g. ``Connection refused``).
+    """
     if "Can't load plugin: sqlalchemy.dialects:" in str(error):
         scheme = str(error).rsplit(":", 1)[-1].strip()
         return (
@@ -140,7 +145,29 @@ def _db_error(error: BaseException) -> str:
         )
     orig = getattr(error, "orig", None) or error
     lines = [line.strip() for line in str(orig).strip().splitlines() if line.strip()]
-    return mask_url(lines[0] if lines else type(orig).__name__)[:200]
+    text = lines[0] if lines else type(orig).__name__
+    if url is not None and "Can't connect to" in text:
+        reason = _connect_reason(url)
+        if reason:
+            text = f"{text}: {reason}"
+    return mask_url(text)[:200]
+
+
+def _connect_reason(url: str) -> str | None:
+    """Why a TCP connection to the URL's host and port fails (``None``: it does not)."""
+    import socket
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+        host, port = parsed.host or "localhost", parsed.port or 3306
+        with socket.create_connection((host, port), timeout=2.0):
+            return None
+    except OSError as error:
+        return error.strerror or type(error).__name__
+    except Exception:  # an address SQLAlchemy cannot parse: nothing more to say
+        return None
 
 
 def _check_url(url: str) -> None:
@@ -215,7 +242,8 @@ def open_existing_storage(url: str | None) -> optuna.storages.BaseStorage:
         finally:
             engine.dispose()
     except Exception as error:
-        raise ConfigError(f"storage {mask_url(target)}: cannot open ({_db_error(error)})") from None
+        reason = _db_error(error, target)
+        raise ConfigError(f"storage {mask_url(target)}: cannot open ({reason})") from None
     if not has_studies:
         raise ConfigError(f"--storage: {mask_url(target)} holds no Optuna study")
     return open_storage(url)
