@@ -85,6 +85,10 @@ def test_search_injects_each_trials_optimization_into_the_unchanged_module(
     best = study.best_trial
     assert {"val_loss", "val_acc"} <= set(best.user_attrs)
     assert any(k.startswith("lrtune.test.") for k in study.user_attrs)
+    from lrtune.report import study_note
+
+    note = study_note(study, _study(tmp_path))
+    assert f"data: `{SPY}.Data`, model: `{SPY}.Spy`" in note
 
 
 def test_retraining_the_best_config_reproduces_the_best_value(tmp_path: Path) -> None:

@@ -367,6 +367,16 @@ class StudyConfig(_Frozen):
             del fields[key]
         return TrainConfig(**fields)
 
+    @property
+    def data_label(self) -> str:
+        """What the trials train on: the dataset, or your datamodule's class path."""
+        return self.datamodule.class_path if self.datamodule is not None else self.dataset
+
+    @property
+    def model_label(self) -> str:
+        """What the trials train: the model, or your module's class path."""
+        return self.module.class_path if self.module is not None else self.model
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict; with ``module``/``datamodule``, without the fields they
         replace (so it validates again)."""

@@ -158,7 +158,7 @@ def study_report(
         budget = config.budget
         unit = f"{budget.epochs} epochs" if budget.epochs else f"{budget.steps} steps"
         header.append(
-            f"<p>{_esc(config.dataset)} / {_esc(config.model)}, {unit} per trial; "
+            f"<p>{_esc(config.data_label)} / {_esc(config.model_label)}, {unit} per trial; "
             f"{'maximize' if view.maximize else 'minimize'} {_esc(view.metric)}; sampler "
             f"{_esc(config.sampler.name)}, pruner {_esc(config.pruner.name)}, "
             f"seed {config.seed}</p>"

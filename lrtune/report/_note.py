@@ -29,7 +29,7 @@ def study_note(study: Any, config: Any, lr_auto: dict[str, Any] | None = None) -
     if config.question:
         lines += [f"**Question:** {config.question}", ""]
     lines += [
-        f"- data: `{config.dataset}`, model: `{config.model}`, budget: "
+        f"- data: `{config.data_label}`, model: `{config.model_label}`, budget: "
         f"{config.budget.epochs or config.budget.steps} "
         f"{'epochs' if config.budget.epochs else 'steps'} per trial",
         f"- objective: {config.objective.resolved_direction} `{config.objective.metric}`",
