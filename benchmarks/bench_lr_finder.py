@@ -87,7 +87,21 @@ LRTUNE_METHODS = ("steepest", "valley", "minimum", "bracket")
 # ``bracket-high`` is no method of lrtune.lr_range.METHODS: it is the upper end of
 # ``result.bracket`` (where the smoothed loss has done 90% of its fall), what
 # ``target="max"`` returns; measured as an extra candidate for the default.
-FINDERS = (*(f"lrtune:{m}" for m in LRTUNE_METHODS), "lrtune:bracket-high", "lightning")
+# The verification stage (find_lr(verify=True)) in a few variants, calibrated
+# leave-one-setting-out (see leave_one_setting_out): probe steps x how far above the
+# sweep's stability edge the candidates reach.
+VERIFY_VARIANTS: dict[str, dict[str, Any]] = {
+    "p25": {"probe_steps": 25, "probe_reach": 1.0},
+    "p50": {"probe_steps": 50, "probe_reach": 1.0},
+    "p25-reach3": {"probe_steps": 25, "probe_reach": 3.0},
+    "p50-reach3": {"probe_steps": 50, "probe_reach": 3.0},
+}
+FINDERS = (
+    *(f"lrtune:{m}" for m in LRTUNE_METHODS),
+    "lrtune:bracket-high",
+    *(f"lrtune:verified-{v}" for v in VERIFY_VARIANTS),
+    "lightning",
+)
 OPTIMIZERS = ("momentum", "adam", "adamax", "rmsprop")
 NUM_CLASSES = 10
 CHANCE = 1.0 / NUM_CLASSES
@@ -265,12 +279,15 @@ def test_accuracy(module: ClassifierModule, dm: Any) -> tuple[float, bool]:
 
 
 # --------------------------------------------------------------------------- finders
-def run_lrtune(case: Case, lo: float, hi: float, num_steps: int) -> dict[str, Any]:
+def run_lrtune(case: Case, lo: float, hi: float, num_steps: int, **verify: Any) -> dict[str, Any]:
     module = case.module(get_optimizer_info(case.optimizer).lr_default)
     dm = case.datamodule()
     start, cpu = time.perf_counter(), time.process_time()
     try:
-        result = find_lr(module, datamodule=dm, min_lr=lo / 10, max_lr=hi * 10, num_steps=num_steps)
+        result = find_lr(
+            module, datamodule=dm, min_lr=lo / 10, max_lr=hi * 10, num_steps=num_steps,
+            verify=bool(verify), **verify,
+        )  # fmt: skip
     except Exception as exc:  # recorded as a failure of every method, not a crash
         return {
             "seconds": time.perf_counter() - start,
@@ -292,6 +309,7 @@ def run_lrtune(case: Case, lo: float, hi: float, num_steps: int) -> dict[str, An
         "bracket": list(result.bracket) if result.bracket else None,
         "lrs": result.lrs,
         "losses": [v if math.isfinite(v) else None for v in result.losses],
+        "probes": result.probes,
     }
 
 
@@ -357,8 +375,14 @@ def run_case(case: Case, num_steps: int, lightning_first: bool) -> dict[str, Any
     order = [run_lightning, run_lrtune] if lightning_first else [run_lrtune, run_lightning]
     outputs = {fn.__name__: fn(case, lo, hi, num_steps) for fn in order}
     lt, pl_out = outputs["run_lrtune"], outputs["run_lightning"]
+    verified = {
+        name: run_lrtune(case, lo, hi, num_steps, **options)
+        for name, options in VERIFY_VARIANTS.items()
+    }
     suggestions = {f"lrtune:{m}": lt["suggestions"].get(m) for m in LRTUNE_METHODS}
     suggestions["lrtune:bracket-high"] = lt["bracket"][1] if lt.get("bracket") else None
+    for name, out in verified.items():
+        suggestions[f"lrtune:verified-{name}"] = out.get("default_suggestion")
     suggestions["lightning"] = pl_out["suggestion"]
     finders: dict[str, Any] = {}
     for name, lr in suggestions.items():
@@ -387,6 +411,7 @@ def run_case(case: Case, num_steps: int, lightning_first: bool) -> dict[str, Any
         "grid_best_acc": best["acc"],
         "finders": finders,
         "lrtune": lt,
+        "verified": verified,
         "lightning": pl_out,
         "lightning_first": lightning_first,
         "case_seconds": time.perf_counter() - t0,
@@ -409,14 +434,55 @@ def spreads(rows: list[dict[str, Any]], finder: str) -> dict[tuple[str, str], fl
     return {pair: max(v) - min(v) for pair, v in by_pair.items() if len(v) >= 2}
 
 
+def _run_of(row: dict[str, Any], finder: str) -> dict[str, Any]:
+    if finder == "lightning":
+        return row["lightning"]  # type: ignore[no-any-return]
+    if finder.startswith("lrtune:verified-"):
+        return row["verified"][finder.removeprefix("lrtune:verified-")]  # type: ignore[no-any-return]
+    return row["lrtune"]  # type: ignore[no-any-return]
+
+
 def finder_seconds(rows: list[dict[str, Any]], finder: str, what: str = "seconds") -> list[float]:
-    key = "lightning" if finder == "lightning" else "lrtune"
-    return [row[key][what] for row in rows]
+    return [_run_of(row, finder)[what] for row in rows]
 
 
 def finder_steps(rows: list[dict[str, Any]], finder: str) -> list[int]:
-    key = "lightning" if finder == "lightning" else "lrtune"
-    return [row[key]["steps_run"] for row in rows]
+    return [_run_of(row, finder)["steps_run"] for row in rows]
+
+
+def leave_one_setting_out(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Calibrate the verification variant on all settings but one (lowest mean regret,
+    failures counted at their failure regret), judge it on the one left out; per held-out
+    setting: the variant chosen and its regrets there. Overall: mean and max regret and the
+    spread over the held-out runs (every run is held out exactly once)."""
+
+    def regret(entry: dict[str, Any]) -> float:
+        return entry["regret"] if entry["regret"] is not None else entry["failure_regret"]
+
+    variants = [f"lrtune:verified-{v}" for v in VERIFY_VARIANTS]
+    settings = sorted({row["setting"] for row in rows})
+    chosen: dict[str, str] = {}
+    held: list[tuple[dict[str, Any], str]] = []
+    for setting in settings:
+        train = [r for r in rows if r["setting"] != setting] or rows
+        chosen[setting] = min(
+            variants, key=lambda v: statistics.fmean(regret(r["finders"][v]) for r in train)
+        )
+        held += [(r, chosen[setting]) for r in rows if r["setting"] == setting]
+    regrets = [regret(r["finders"][v]) for r, v in held]
+    by_pair: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r, v in held:
+        lr = r["finders"][v]["suggestion"]
+        if lr is not None:
+            by_pair[(r["setting"], r["optimizer"])].append(math.log10(lr))
+    spread = [max(v) - min(v) for v in by_pair.values() if len(v) >= 2]
+    return {
+        "chosen": chosen,
+        "mean_regret": _mean(regrets),
+        "max_regret": max(regrets) if regrets else None,
+        "mean_spread": _mean(spread),
+        "max_spread": max(spread) if spread else None,
+    }
 
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -620,7 +686,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{setting:15s} {opt:9s} seed {seed}: best {100 * row['grid_best_acc']:.1f}"
                     f" @ {row['grid_best_lr']:.2g}; regret {regrets}; finder s "
-                    f"lrtune {row['lrtune']['seconds']:.2f} lightning "
+                    f"lrtune {row['lrtune']['seconds']:.2f} verified "
+                    f"{row['verified'][next(iter(VERIFY_VARIANTS))]['seconds']:.2f} lightning "
                     f"{row['lightning']['seconds']:.2f}; case {row['case_seconds']:.0f}s",
                     flush=True,
                 )
@@ -633,11 +700,22 @@ def main(argv: list[str] | None = None) -> int:
     print(per_setting_table(rows))
     print("\n## Per setting and optimizer: median suggestion / mean regret\n")
     print(per_pair_table(rows))
+    loo = leave_one_setting_out(rows)
+    print("\n## Verification, calibrated leave-one-setting-out (held-out regret)\n")
+    print(table(
+        ["held-out setting", "variant chosen on the others"],
+        [[s, v.removeprefix("lrtune:verified-")] for s, v in loo["chosen"].items()],
+    ))  # fmt: skip
+    print(
+        f"\nheld-out: mean regret {fmt(loo['mean_regret'])}, max {fmt(loo['max_regret'])} "
+        f"points; spread mean {fmt(loo['mean_spread'])}, max {fmt(loo['max_spread'])} decades"
+    )
     payload = {
         "env": env,
         "config": config,
         "total_seconds": total,
         "aggregate": agg,
+        "leave_one_setting_out": loo,
         "spreads": {f: {f"{s}/{o}": v for (s, o), v in spreads(rows, f).items()} for f in FINDERS},
         "rows": rows,
     }

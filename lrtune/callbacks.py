@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -27,7 +28,15 @@ from torchmetrics import Metric
 
 from lrtune._state import is_stateful, loader_generator, rng_states, set_rng_states
 from lrtune.errors import ConfigError
-from lrtune.lr_range import METHODS, DivergenceRule, LRFinderResult, Mode, lr_sweep
+from lrtune.lr_range import (
+    METHODS,
+    DivergenceRule,
+    LRFinderResult,
+    Mode,
+    lr_sweep,
+    pick_probe,
+    probe_candidates,
+)
 
 __all__ = ["LRRangeTest"]
 
@@ -205,6 +214,59 @@ def _plain_steps(trainer: pl.Trainer, module: pl.LightningModule, finder: pl.Cal
     )
 
 
+def _step(
+    trainer: pl.Trainer,
+    module: pl.LightningModule,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterator[tuple[int, Any]],
+    *,
+    direct: bool,
+    accumulate: int,
+) -> float | None:
+    """One optimizer step over ``accumulate`` batches; the mean loss, or ``None`` when
+    ``training_step`` skipped every batch. ``direct``: see :func:`_plain_steps`."""
+    micro: list[float] = []
+
+    def forward_backward() -> torch.Tensor | None:
+        batch_idx, batch = next(batches)
+        loss = _loss_of(trainer.strategy.training_step(batch, batch_idx))
+        if loss is None:
+            return None
+        trainer.strategy.backward(loss / accumulate, optimizer)
+        micro.append(float(loss.detach()))
+        return loss
+
+    optimizer.zero_grad(set_to_none=True)
+    if direct:
+        for _ in range(accumulate):
+            batch_idx, batch = next(batches)
+            loss = _loss_of(module.training_step(batch, batch_idx))
+            if loss is not None:
+                (loss / accumulate).backward()
+                micro.append(float(loss.detach()))
+        if micro:
+            optimizer.step()
+    else:
+        for _ in range(accumulate - 1):
+            forward_backward()
+        trainer.strategy.optimizer_step(optimizer, forward_backward)
+    return float(np.mean(micro)) if micro else None
+
+
+def _held_out_loss(trainer: pl.Trainer, module: pl.LightningModule, batches: list[Any]) -> float:
+    """Mean ``training_step`` loss over ``batches``, in eval mode, without gradients."""
+    module.eval()
+    losses = []
+    with torch.no_grad(), trainer.precision_plugin.forward_context():
+        for index, batch in enumerate(batches):
+            loss = _loss_of(module.training_step(batch, index))
+            if loss is not None:
+                losses.append(float(loss))
+    module.train()
+    value = float(np.mean(losses)) if losses else math.nan
+    return value if math.isfinite(value) else math.nan
+
+
 class LRRangeTest(pl.Callback):
     """Leslie Smith's LR range test, run inside ``Trainer.fit`` and undone afterwards.
 
@@ -234,6 +296,21 @@ class LRRangeTest(pl.Callback):
         apply: Apply the suggestion to the optimizer and schedulers (default ``False``).
         stop_after: Stop ``fit`` after the test (what :func:`~lrtune.find_lr` uses).
         label: Name for the result (plots, tables).
+        verify: After the sweep, train short constant-LR probes at a few candidate LRs
+            around and above the sweep's suggestion (see
+            :func:`~lrtune.lr_range.probe_candidates`), each from the same weights, optimizer
+            state and batches, score each on held-out batches (the validation split when
+            the datamodule has one, else training batches the probes did not use), keep
+            the better half and probe those longer (successive halving); the winner
+            becomes the suggestion (default ``False``). Only for ``target="constant"``: a
+            one-cycle's peak LR is not a constant LR, and probing it would need the
+            schedule's whole horizon.
+        probe_steps: Optimizer steps of the last rung's probes (default: a quarter of
+            ``num_steps``, at least 8); the first rung runs half as many.
+        probe_count: Candidate LRs (default 5, a third of a decade apart).
+        probe_batches: Held-out batches each probe is scored on (default 8).
+        probe_reach: Candidates go up to this factor times the stability edge, the LR of
+            the sweep's lowest smoothed loss (default 1).
 
     Example::
 
@@ -259,6 +336,11 @@ class LRRangeTest(pl.Callback):
         apply: bool = False,
         stop_after: bool = False,
         label: str = "",
+        verify: bool = False,
+        probe_steps: int | None = None,
+        probe_count: int = 5,
+        probe_batches: int = 8,
+        probe_reach: float = 1.0,
     ) -> None:
         self._lrs = lr_sweep(min_lr, max_lr, num_steps, mode)
         if not 0.0 <= smoothing < 1.0:
@@ -282,6 +364,16 @@ class LRRangeTest(pl.Callback):
         self._apply = apply
         self._stop_after = stop_after
         self._label = label
+        if probe_count < 2 or probe_batches < 1 or (probe_steps is not None and probe_steps < 2):
+            raise ConfigError(
+                "probe_count must be >= 2, probe_batches >= 1 and probe_steps >= 2; got "
+                f"{probe_count}, {probe_batches}, {probe_steps}"
+            )
+        self._verify = verify
+        self._probe_steps = probe_steps or max(8, len(self._lrs) // 4)
+        self._probe_count = probe_count
+        self._probe_batches = probe_batches
+        self._probe_reach = probe_reach
         self.result: LRFinderResult | None = None
 
     @property
@@ -333,19 +425,23 @@ class LRRangeTest(pl.Callback):
         try:
             with _logging_off(pl_module):
                 lrs, losses, stop_reason = self._sweep(trainer, pl_module, optimizer, loader)
+                result = LRFinderResult.from_sweep(
+                    lrs,
+                    losses,
+                    beta=self._smoothing,
+                    method=self._method,
+                    target=target,  # type: ignore[arg-type]
+                    stop_reason=stop_reason,
+                    num_steps=len(self._lrs),
+                    seconds=0.0,
+                    label=self._label,
+                )
+                if self._verify and target == "constant" and result.suggestion is not None:
+                    result = self._verified(trainer, pl_module, optimizer, loader, snapshot, result)
         finally:
             snapshot.restore(trainer, pl_module, loader)
-        self.result = LRFinderResult.from_sweep(
-            lrs,
-            losses,
-            beta=self._smoothing,
-            method=self._method,
-            target=target,  # type: ignore[arg-type]
-            stop_reason=stop_reason,
-            num_steps=len(self._lrs),
-            seconds=time.perf_counter() - start,
-            label=self._label,
-        )
+        result.seconds = time.perf_counter() - start
+        self.result = result
         log.info(
             "LR range test: %d steps, %s; suggestion %s",
             len(lrs), stop_reason or "no divergence", self.result.suggestion,
@@ -377,39 +473,111 @@ class LRRangeTest(pl.Callback):
         for lr in self._lrs:
             for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
                 group["lr"] = float(lr) * ratio
-            micro: list[float] = []
-
-            def forward_backward(micro: list[float] = micro) -> torch.Tensor | None:
-                batch_idx, batch = next(batches)
-                loss = _loss_of(trainer.strategy.training_step(batch, batch_idx))
-                if loss is None:
-                    return None
-                trainer.strategy.backward(loss / accumulate, optimizer)
-                micro.append(float(loss.detach()))
-                return loss
-
-            optimizer.zero_grad(set_to_none=True)
-            if direct:
-                for _ in range(accumulate):
-                    batch_idx, batch = next(batches)
-                    loss = _loss_of(module.training_step(batch, batch_idx))
-                    if loss is not None:
-                        (loss / accumulate).backward()
-                        micro.append(float(loss.detach()))
-                if micro:
-                    optimizer.step()
-            else:
-                for _ in range(accumulate - 1):
-                    forward_backward()
-                trainer.strategy.optimizer_step(optimizer, forward_backward)
-            if not micro:
+            loss = _step(trainer, module, optimizer, batches, direct=direct, accumulate=accumulate)
+            if loss is None:
                 continue  # training_step skipped every batch of this window
             lrs.append(float(lr))
-            losses.append(float(np.mean(micro)))
+            losses.append(loss)
             reason = rule.update(losses[-1])
             if reason is not None:
                 return lrs, losses, reason
         return lrs, losses, None
+
+    # ------------------------------------------------------------------ verification
+    def _verified(
+        self,
+        trainer: pl.Trainer,
+        module: pl.LightningModule,
+        optimizer: torch.optim.Optimizer,
+        loader: Any,
+        snapshot: _Snapshot,
+        result: LRFinderResult,
+    ) -> LRFinderResult:
+        """Probe candidate constant LRs with successive halving; the winner is the
+        suggestion. Every probe starts from ``snapshot`` (weights, optimizer state, RNG)
+        and trains on the same batches; the caller restores everything afterwards."""
+        assert result.suggestion is not None
+        candidates = probe_candidates(
+            result.lrs, result.smoothed, result.suggestion, count=self._probe_count,
+            reach=self._probe_reach,
+        )  # fmt: skip
+        snapshot.restore(trainer, module, loader)  # the probes see the sweep's batches
+        base = _base_lrs(trainer, optimizer)
+        ratios = [b / base[0] if base[0] > 0 else 1.0 for b in base]
+        accumulate = max(1, int(trainer.accumulate_grad_batches))
+        stream = self._cycle(trainer, loader)
+        train = [next(stream) for _ in range(self._probe_steps * accumulate)]
+        held = self._held_out(trainer, stream)
+        direct = _plain_steps(trainer, module, self)
+        rungs = [max(1, self._probe_steps // 2), self._probe_steps]
+        alive, done = list(candidates), dict.fromkeys(candidates, 0)
+        saved: dict[float, tuple[dict[str, torch.Tensor], dict[str, Any]]] = {}
+        probes: list[dict[str, float]] = []
+        scores: dict[float, float] = {}
+        for rung, steps in enumerate(rungs):
+            scores = {}
+            for lr in alive:
+                if lr in saved:  # the better half goes on from where its probe stopped
+                    weights, state = saved.pop(lr)
+                    module.load_state_dict(weights)
+                    optimizer.load_state_dict(state)
+                else:
+                    snapshot.restore(trainer, module, loader)
+                for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
+                    group["lr"] = lr * ratio
+                module.train()
+                batches = iter(train[done[lr] * accumulate : steps * accumulate])
+                loss: float | None = 0.0
+                for _ in range(steps - done[lr]):
+                    loss = _step(trainer, module, optimizer, batches, direct=direct,
+                                 accumulate=accumulate)  # fmt: skip
+                    if loss is not None and not math.isfinite(loss):
+                        break
+                done[lr] = steps
+                ok = loss is None or math.isfinite(loss)
+                scores[lr] = _held_out_loss(trainer, module, held) if ok else math.nan
+                probes.append({"lr": lr, "steps": float(steps), "loss": scores[lr]})
+                if rung < len(rungs) - 1:
+                    saved[lr] = (
+                        {k: v.detach().clone() for k, v in module.state_dict().items()},
+                        copy.deepcopy(optimizer.state_dict()),
+                    )
+            ranked = sorted((s, lr) for lr, s in scores.items() if math.isfinite(s))
+            alive = [lr for _, lr in ranked[: max(2, math.ceil(len(alive) / 2))]]
+            if len(alive) < 2:
+                break
+        winner = pick_probe(scores)
+        if winner is None:
+            kept = f"{result.reason}; verification: every probe diverged, the sweep's LR kept"
+            return replace(result, probes=probes, reason=kept)
+        log.info("LR range test: verified %s over %d probes (sweep said %s)",
+                 winner, len(probes), result.suggestion)  # fmt: skip
+        return replace(
+            result, suggestion=winner, probes=probes,
+            reason=f"{result.method} method, verified by {len(candidates)} constant-LR probes "
+            f"({rungs[-1]} steps, held-out loss)",
+        )  # fmt: skip
+
+    def _held_out(self, trainer: pl.Trainer, stream: Iterator[tuple[int, Any]]) -> list[Any]:
+        """Batches to score probes on: the validation split's first ``probe_batches`` when
+        the datamodule has one, else the next training batches (no probe trains on them)."""
+        from lrtune.components import overrides
+
+        batches: list[Any] = []
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is not None and overrides(datamodule, "val_dataloader"):
+            try:
+                val = datamodule.val_dataloader()
+            except Exception:  # a datamodule that cannot make one now: use training data
+                val = None
+            for batch in val or ():
+                batch = trainer.precision_plugin.convert_input(batch)
+                batches.append(trainer.strategy.batch_to_device(batch))
+                if len(batches) == self._probe_batches:
+                    break
+        if not batches:
+            batches = [next(stream)[1] for _ in range(self._probe_batches)]
+        return batches
 
     @staticmethod
     def _cycle(trainer: pl.Trainer, loader: Any) -> Iterator[tuple[int, Any]]:

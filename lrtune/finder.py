@@ -43,6 +43,9 @@ def find_lr(
     callbacks: Sequence[pl.Callback] = (),
     update_attr: str | None = None,
     label: str = "",
+    verify: bool = False,
+    probe_steps: int | None = None,
+    probe_reach: float = 1.0,
 ) -> LRFinderResult:
     """Run Leslie Smith's LR range test on ``module`` and restore it afterwards.
 
@@ -73,6 +76,12 @@ def find_lr(
         callbacks: Extra callbacks for the Trainer.
         update_attr: Set this attribute of ``module`` (e.g. ``"lr"``) to the suggestion.
         label: Name for the result (plots, tables).
+        verify: Check the sweep's suggestion with short constant-LR probes around and
+            above it, scored on held-out batches (the datamodule's validation split when
+            it has one); the winner becomes the suggestion and ``result.probes`` records
+            them (default ``False``; see :class:`~lrtune.LRRangeTest`).
+        probe_steps: Steps of the longest probe (default: ``num_steps // 4``, at least 8).
+        probe_reach: How far above the sweep's stability edge candidates go (default 1).
 
     Returns:
         An :class:`~lrtune.lr_range.LRFinderResult`; ``suggestion`` is ``None`` (with
@@ -94,6 +103,9 @@ def find_lr(
         target=target,
         stop_after=True,
         label=label,
+        verify=verify,
+        probe_steps=probe_steps,
+        probe_reach=probe_reach,
     )
     kwargs: dict[str, Any] = {}
     if precision is not None:
@@ -152,6 +164,7 @@ def compare_optimizers(
     num_steps: int = 100,
     method: str = "bracket",
     progress: Callable[[LRFinderResult], None] | None = None,
+    verify: bool = False,
 ) -> list[LRFinderResult]:
     """One range test per optimizer, from the same initial weights and the same data order.
 
@@ -164,6 +177,7 @@ def compare_optimizers(
         num_steps: Optimizer steps per sweep (default 100).
         method: Suggestion method (default ``bracket``).
         progress: Called with each result as it is ready.
+        verify: Verify each suggestion with constant-LR probes (see :func:`find_lr`).
 
     Returns:
         One :class:`~lrtune.lr_range.LRFinderResult` per optimizer, labelled with its name.
@@ -223,6 +237,7 @@ def compare_optimizers(
             gradient_clip_val=config.clip.threshold if config.clip.kind != "none" else None,
             gradient_clip_algorithm=config.clip.kind if config.clip.kind != "none" else None,
             label=info.name,
+            verify=verify,
         )
         results.append(result)
         if progress is not None:

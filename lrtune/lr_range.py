@@ -18,7 +18,7 @@ Conventions:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -365,6 +365,49 @@ def analyze(
     return Analysis(smoothed, usable, suggestions, chosen, reason, bracket)
 
 
+def probe_candidates(
+    lrs: Sequence[float],
+    smoothed: Sequence[float],
+    suggestion: float,
+    *,
+    count: int = 5,
+    spacing: float = 1 / 3,
+    below: int = 1,
+    reach: float = 1.0,
+) -> list[float]:
+    """Constant LRs to verify a sweep's suggestion with: ``count`` LRs ``spacing`` decades
+    apart, ``below`` of them under ``suggestion`` and the rest above it, none above
+    ``reach`` times the stability edge (the LR where the smoothed loss was lowest: beyond
+    it the loss rose).
+
+    A range test changes the LR every step and favours LRs that are too small (a greedy,
+    short-horizon signal); short constant-LR probes are biased the other way, so the
+    candidates reach above the suggestion.
+    """
+    if count < 1 or spacing <= 0 or below < 0:
+        raise ConfigError(
+            f"probe candidates need count >= 1, spacing > 0, below >= 0; got {count}, "
+            f"{spacing}, {below}"
+        )
+    finite = [(s, lr) for lr, s in zip(lrs, smoothed, strict=False) if math.isfinite(s)]
+    edge = min(finite)[1] if finite else suggestion
+    edge = max(edge * reach, suggestion)
+    out = [suggestion * 10 ** (spacing * k) for k in range(-below, count - below)]
+    kept = [lr for lr in out if lr <= edge * (1 + 1e-9)]
+    return kept if len(kept) >= 2 else out[: below + 2]
+
+
+def pick_probe(losses: Mapping[float, float], *, tolerance: float = 0.01) -> float | None:
+    """The LR whose probe ended with the lowest held-out loss; ties (within ``tolerance``
+    of the loss range) go to the smaller LR. ``None`` when no probe loss is finite."""
+    finite = {lr: loss for lr, loss in losses.items() if math.isfinite(loss)}
+    if not finite:
+        return None
+    best = min(finite.values())
+    spread = max(finite.values()) - best
+    return min(lr for lr, loss in finite.items() if loss <= best + tolerance * spread)
+
+
 @dataclass
 class LRFinderResult:
     """The outcome of one LR range test.
@@ -381,8 +424,12 @@ class LRFinderResult:
         target: ``constant`` (a working LR) or ``max`` (a one-cycle/warm-up peak LR).
         stop_reason: Why the sweep ended early (divergence), or ``None``.
         num_steps: Steps the sweep was asked for.
-        seconds: Wall time of the sweep, restore included.
+        seconds: Wall time of the sweep, restore included (and the probes').
         label: A name for plots and tables (e.g. the optimizer).
+        probes: The verification stage's probes (``verify=True``): one dict per probe run
+            with ``lr``, ``steps`` and ``loss`` (held-out loss after the probe), the last
+            rung's winner becoming ``suggestion``; empty without verification.
+        sweep_suggestion: The sweep's own suggestion (what ``verify=False`` gives).
     """
 
     lrs: list[float]
@@ -398,6 +445,8 @@ class LRFinderResult:
     num_steps: int
     seconds: float
     label: str = ""
+    probes: list[dict[str, float]] = field(default_factory=list)
+    sweep_suggestion: float | None = None
 
     @classmethod
     def from_sweep(
@@ -429,6 +478,7 @@ class LRFinderResult:
             num_steps=num_steps,
             seconds=seconds,
             label=label,
+            sweep_suggestion=analysis.suggestion,
         )
 
     @property
@@ -459,6 +509,8 @@ class LRFinderResult:
             "lrs": self.lrs,
             "losses": [clean(v) for v in self.losses],
             "smoothed": [clean(v) for v in self.smoothed],
+            "probes": [{**p, "loss": clean(p["loss"])} for p in self.probes],
+            "sweep_suggestion": self.sweep_suggestion,
         }
 
     @classmethod
@@ -480,6 +532,11 @@ class LRFinderResult:
             num_steps=int(data.get("num_steps", len(data["lrs"]))),  # type: ignore[call-overload, arg-type]
             seconds=float(data.get("seconds", 0.0)),  # type: ignore[arg-type]
             label=str(data.get("label", "")),
+            probes=[
+                {**p, "loss": nan if p.get("loss") is None else p["loss"]}  # type: ignore[attr-defined, index]
+                for p in data.get("probes") or []  # type: ignore[attr-defined]
+            ],
+            sweep_suggestion=data.get("sweep_suggestion", data.get("suggestion")),  # type: ignore[arg-type]
         )
 
     def plot(self, *, title: str | None = None) -> object:
