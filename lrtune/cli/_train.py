@@ -165,6 +165,16 @@ def find_lr_command(
         Path | None,
         typer.Option(help="Write the loss-vs-LR curves, overlaid, to this HTML file (offline)."),
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help=(
+                "Check each suggestion with short constant-LR probes around and above it, "
+                "scored on held-out batches; the winner becomes the suggestion (default off)."
+            ),
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """LR range test per optimizer, same initial weights and data order: suggestions compared.
@@ -219,7 +229,7 @@ def find_lr_command(
 
     results = compare_optimizers(
         cfg, names, min_lr=min_lr, max_lr=max_lr, num_steps=num_steps, method=method,
-        progress=report,
+        progress=report, verify=verify,
     )  # fmt: skip
     if out is not None:
         from lrtune.report import lr_curves_figure, write_html

@@ -68,6 +68,9 @@ class LRSpace(_Frozen):
         num_steps: Steps of each range test (default 100).
         linked: One LR parameter per optimizer (``adam.lr``, ``sgd.lr``) so a model-based
             sampler learns LR per optimizer (default ``True``); ``False``: one shared ``lr``.
+        verify: Verify each range test's suggestion with constant-LR probes (see
+            :class:`~lrtune.LRRangeTest`) and centre the optimizer's range on the verified
+            LR, as wide (in decades) as the widened bracket (default ``False``).
     """
 
     auto: bool = False
@@ -76,6 +79,7 @@ class LRSpace(_Frozen):
     widen: float = Field(3.0, ge=1.0)
     num_steps: int = Field(100, ge=10)
     linked: bool = True
+    verify: bool = False
 
     @model_validator(mode="before")
     @classmethod

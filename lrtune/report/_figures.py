@@ -58,7 +58,8 @@ def lr_curves_figure(results: Sequence[LRFinderResult], *, title: str | None = N
     """Loss vs LR (log axis) for one or more range tests, overlaid.
 
     Each result gets its raw losses (faint points), its smoothed curve, its bracket (the LRs
-    where the loss falls well) shaded, and its suggestion marked by a dashed line.
+    where the loss falls well) shaded, its suggestion marked by a dashed line, and, when it
+    was verified, its probes' held-out losses (crosses; larger: the longest probes).
     """
     import plotly.graph_objects as go
     from plotly.colors import qualitative
@@ -101,6 +102,19 @@ def lr_curves_figure(results: Sequence[LRFinderResult], *, title: str | None = N
                     line={"color": color, "dash": "dash", "width": 1.5},
                     name=f"{name} suggestion {result.suggestion:.3g}", legendgroup=name,
                     hoverinfo="name",
+                )
+            )  # fmt: skip
+        if result.probes:  # the verification stage: each probe's held-out loss
+            steps = [int(p["steps"]) for p in result.probes]
+            fig.add_trace(
+                go.Scatter(
+                    x=[p["lr"] for p in result.probes], y=[p["loss"] for p in result.probes],
+                    mode="markers", name=f"{name} probes (held-out loss)", legendgroup=name,
+                    marker={"symbol": "x", "size": [6 + 6 * (s == max(steps)) for s in steps],
+                            "color": color},
+                    customdata=steps,
+                    hovertemplate=(f"{name} probe<br>lr %{{x:.3g}}<br>%{{customdata}} steps"
+                                   "<br>held-out loss %{y:.4g}<extra></extra>"),
                 )
             )  # fmt: skip
     fig.update_xaxes(type="log", title_text="learning rate (log scale)")

@@ -8,6 +8,7 @@ and every rerun uses the same ranges.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import optuna
@@ -34,11 +35,19 @@ def auto_lr(study: optuna.Study, config: StudyConfig) -> dict[str, Any]:
         "lr auto: running the LR range tests of %d optimizer(s), once for the study",
         len(config.space.optimizers),
     )
-    results = compare_optimizers(base, config.space.optimizers, num_steps=config.space.lr.num_steps)
+    results = compare_optimizers(
+        base, config.space.optimizers, num_steps=config.space.lr.num_steps,
+        verify=config.space.lr.verify,
+    )  # fmt: skip
     found: dict[str, Any] = {}
     for result in results:
         info_range = lr_ranges(config)[result.label]
-        if result.bracket is not None:
+        if result.bracket is not None and result.probes and result.suggestion is not None:
+            # the verified LR in the middle, the widened bracket's width (in decades)
+            half = math.sqrt(result.bracket[1] * widen / (result.bracket[0] / widen))
+            low, high = result.suggestion / half, result.suggestion * half
+            source = "verified range test"
+        elif result.bracket is not None:
             low, high = result.bracket[0] / widen, result.bracket[1] * widen
             source = "range test bracket"
         else:

@@ -1,0 +1,161 @@
+"""The verification stage of the range test (``verify=True``): candidates, probes with
+successive halving, the winner, and everything restored as after a plain sweep."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+
+from lrtune import LRRangeTest, find_lr
+from lrtune.config import TrainConfig
+from lrtune.data import DigitsDataModule
+from lrtune.errors import ConfigError
+from lrtune.lr_range import LRFinderResult, pick_probe, probe_candidates
+from lrtune.module import ClassifierModule
+
+
+def _module(optimizer: str = "momentum", schedule: str = "constant") -> ClassifierModule:
+    config = TrainConfig(
+        model="mlp", model_options={"width": 32}, optimizer={"name": optimizer},
+        schedule={"name": schedule}, epochs=1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return ClassifierModule.from_config(config, (1, 8, 8), 10)
+
+
+def _weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_candidates_are_spaced_around_and_above_and_stop_at_the_edge() -> None:
+    lrs = [10 ** (-4 + 0.05 * i) for i in range(81)]  # 1e-4 .. 1
+    smoothed = [abs(math.log10(lr) + 1.0) for lr in lrs]  # lowest at 0.1: the edge
+    out = probe_candidates(lrs, smoothed, 1e-2, count=5, spacing=1 / 3, below=1)
+    assert out == pytest.approx([1e-2 * 10 ** (k / 3) for k in (-1, 0, 1, 2, 3)][:5])
+    capped = probe_candidates(lrs, smoothed, 0.05, count=5)  # 0.108 is above the edge
+    assert capped == pytest.approx([0.05 / 10 ** (1 / 3), 0.05])
+    reached = probe_candidates(lrs, smoothed, 0.05, count=5, reach=3.0)
+    assert reached == pytest.approx([0.05 * 10 ** (k / 3) for k in (-1, 0, 1, 2)])
+    with pytest.raises(ConfigError, match="probe candidates"):
+        probe_candidates(lrs, smoothed, 0.05, count=0)
+
+
+def test_the_lowest_held_out_loss_wins_ties_go_to_the_smaller_lr() -> None:
+    assert pick_probe({0.01: 0.50, 0.03: 0.40, 0.1: 0.45}) == 0.03
+    assert pick_probe({0.01: 0.401, 0.03: 0.400, 0.1: 0.9}, tolerance=0.01) == 0.01
+    assert pick_probe({0.01: math.nan, 0.03: 0.7}) == 0.03
+    assert pick_probe({0.01: math.nan}) is None
+
+
+def test_find_lr_verifies_with_successive_halving_and_restores_everything() -> None:
+    dm = DigitsDataModule(batch_size=64)
+    plain = find_lr(_module(), datamodule=dm, min_lr=1e-4, max_lr=10.0, num_steps=60)
+    module = _module()
+    before = _weights(module)
+    states = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    result = find_lr(
+        module, datamodule=DigitsDataModule(batch_size=64), min_lr=1e-4, max_lr=10.0,
+        num_steps=60, verify=True, probe_steps=16,
+    )  # fmt: skip
+    # the sweep is the same; the verification only adds probes
+    assert result.lrs == plain.lrs and result.losses == plain.losses
+    assert result.sweep_suggestion == plain.suggestion
+    first = [p for p in result.probes if p["steps"] == 8]
+    last = [p for p in result.probes if p["steps"] == 16]
+    candidates = probe_candidates(plain.lrs, plain.smoothed, plain.suggestion)  # type: ignore[arg-type]
+    assert [p["lr"] for p in first] == candidates
+    assert 2 <= len(last) <= math.ceil(len(first) / 2) + 1
+    ranked = sorted((p["loss"], p["lr"]) for p in first)
+    assert {p["lr"] for p in last} == {lr for _, lr in ranked[: len(last)]}
+    assert result.suggestion == pick_probe({p["lr"]: p["loss"] for p in last})
+    assert "verified by" in result.reason
+    # weights and random streams as before the call
+    for name, value in _weights(module).items():
+        assert torch.equal(value, before[name]), name
+    assert torch.equal(torch.get_rng_state(), states[0])
+    assert (np.random.get_state()[1] == states[1]).all() and random.getstate() == states[2]
+
+
+def test_training_after_a_verified_test_is_as_without_it() -> None:
+    """The callback inside fit: the probes are undone like the sweep (bit for bit)."""
+
+    def fit(callbacks: list[pl.Callback]) -> dict[str, torch.Tensor]:
+        module = _module()
+        trainer = pl.Trainer(
+            accelerator="cpu", max_epochs=1, limit_train_batches=6, limit_val_batches=0,
+            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, callbacks=callbacks,
+        )  # fmt: skip
+        torch.manual_seed(3)
+        trainer.fit(module, datamodule=DigitsDataModule(batch_size=32, seed=1))
+        return _weights(module)
+
+    finder = LRRangeTest(1e-4, 10.0, 40, verify=True, probe_steps=8)
+    with_test = fit([finder])
+    assert finder.result is not None and finder.result.probes
+    without = fit([])
+    for name, value in without.items():
+        assert torch.equal(value, with_test[name]), name
+
+
+def test_a_peak_lr_target_is_not_verified() -> None:
+    result = find_lr(
+        _module(schedule="onecycle"), datamodule=DigitsDataModule(batch_size=64),
+        min_lr=1e-4, max_lr=10.0, num_steps=40, verify=True,
+    )  # fmt: skip
+    assert result.target == "max" and result.probes == []
+    assert result.suggestion == result.sweep_suggestion
+
+
+def test_probes_round_trip_and_show_on_the_plot() -> None:
+    result = find_lr(
+        _module("adam"), datamodule=DigitsDataModule(batch_size=64), min_lr=1e-5,
+        max_lr=1.0, num_steps=40, verify=True, probe_steps=8,
+    )  # fmt: skip
+    again = LRFinderResult.from_dict(result.to_dict())
+    assert again.probes == result.probes and again.sweep_suggestion == result.sweep_suggestion
+    fig = result.plot()
+    (probes,) = [t for t in fig.data if "probes" in (t.name or "")]  # type: ignore[attr-defined]
+    assert list(probes.x) == [p["lr"] for p in result.probes]
+    assert list(probes.y) == pytest.approx([p["loss"] for p in result.probes])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"probe_count": 1}, "probe_count must be >= 2"),
+     ({"probe_batches": 0}, "probe_batches >= 1"),
+     ({"probe_steps": 1}, "probe_steps >= 2")],
+)  # fmt: skip
+def test_bad_probe_settings(kwargs: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        LRRangeTest(verify=True, **kwargs)
+
+
+def test_find_lr_cli_verify_and_lr_auto_centre_on_the_verified_lr(tmp_path: Path) -> None:
+    from lrtune.cli import main
+    from lrtune.config import StudyConfig
+    from lrtune.study import search
+
+    assert main(["find-lr", "--dataset", "digits", "--optimizers", "adam", "--num-steps",
+                 "40", "--verify", "--json"]) == 0  # fmt: skip
+    config = StudyConfig.model_validate(
+        {"name": "v", "dataset": "digits", "model": "mlp", "budget": {"epochs": 1},
+         "n_trials": 1, "pruner": "none", "test": "never",
+         "storage": str(tmp_path / "s.journal"),
+         "space": {"optimizers": ["adam"], "lr": {"auto": True, "num_steps": 40,
+                                                   "verify": True}}}
+    )  # fmt: skip
+    study = search(config, progress=None, publish=False)
+    auto = study.user_attrs["lrtune.lr_auto"]["adam"]
+    result = LRFinderResult.from_dict(auto["result"])
+    assert auto["source"] == "verified range test" and result.probes
+    low, high = auto["range"]
+    assert math.sqrt(low * high) == pytest.approx(result.suggestion)
+    bracket_low, bracket_high = result.bracket  # type: ignore[misc]
+    assert high / low == pytest.approx(bracket_high * 9 / bracket_low)
