@@ -305,7 +305,7 @@ class LRRangeTest(pl.Callback):
             becomes the suggestion (default ``False``). Only for ``target="constant"``: a
             one-cycle's peak LR is not a constant LR, and probing it would need the
             schedule's whole horizon.
-        probe_steps: Optimizer steps of the last rung's probes (default: a quarter of
+        probe_steps: Optimizer steps of the last rung's probes (default: half of
             ``num_steps``, at least 8); the first rung runs half as many.
         probe_count: Candidate LRs (default 5, a third of a decade apart).
         probe_batches: Held-out batches each probe is scored on (default 8).
@@ -370,7 +370,7 @@ class LRRangeTest(pl.Callback):
                 f"{probe_count}, {probe_batches}, {probe_steps}"
             )
         self._verify = verify
-        self._probe_steps = probe_steps or max(8, len(self._lrs) // 4)
+        self._probe_steps = probe_steps or max(8, len(self._lrs) // 2)
         self._probe_count = probe_count
         self._probe_batches = probe_batches
         self._probe_reach = probe_reach

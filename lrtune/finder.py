@@ -80,7 +80,7 @@ def find_lr(
             above it, scored on held-out batches (the datamodule's validation split when
             it has one); the winner becomes the suggestion and ``result.probes`` records
             them (default ``False``; see :class:`~lrtune.LRRangeTest`).
-        probe_steps: Steps of the longest probe (default: ``num_steps // 4``, at least 8).
+        probe_steps: Steps of the longest probe (default: ``num_steps // 2``, at least 8).
         probe_reach: How far above the sweep's stability edge candidates go (default 1).
 
     Returns:
