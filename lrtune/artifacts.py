@@ -18,11 +18,14 @@ if TYPE_CHECKING:
     import optuna
     from optuna.artifacts import FileSystemArtifactStore
 
+    from lrtune.config import StudyConfig
+
 __all__ = [
     "ATTR_ARTIFACTS",
     "artifact_dir_for",
     "artifact_store",
     "check_artifact_dir",
+    "configured_artifact_dir",
     "find_artifact",
     "upload_artifact",
 ]
@@ -46,6 +49,12 @@ def artifact_dir_for(storage: str | None) -> Path:
     if "://" in target:
         return Path("lrtune-artifacts")
     return Path(target).with_suffix(".artifacts")
+
+
+def configured_artifact_dir(config: StudyConfig) -> Path:
+    """A study's artifact folder: its ``artifacts:`` field, else the default for its
+    storage (:func:`artifact_dir_for`)."""
+    return Path(config.artifacts or artifact_dir_for(config.storage))
 
 
 def check_artifact_dir(folder: str | Path) -> Path:

@@ -544,6 +544,7 @@ class LRRangeTest(pl.Callback):
                     )
             ranked = sorted((s, lr) for lr, s in scores.items() if math.isfinite(s))
             alive = [lr for _, lr in ranked[: max(2, math.ceil(len(alive) / 2))]]
+            saved = {lr: saved[lr] for lr in alive if lr in saved}  # the others are done
             if len(alive) < 2:
                 break
         winner = pick_probe(scores)

@@ -28,8 +28,7 @@ import lightning.pytorch as pl
 
 from lrtune.config import OptimizerConfig, TrainConfig
 from lrtune.errors import ConfigError
-from lrtune.optimizers import get_optimizer_info
-from lrtune.schedules import create_scheduler
+from lrtune.module import configure_optimization
 
 __all__ = [
     "add_import_paths",
@@ -156,12 +155,6 @@ def _accepts(cls: type, name: str) -> bool:
     )
 
 
-def _module_args(config: TrainConfig) -> dict[str, Any]:
-    """The module's init_args (a study's trial has its ``space.model_options`` in them)."""
-    assert config.module is not None
-    return dict(config.module.init_args)
-
-
 def _datamodule_args(config: TrainConfig, cls: type) -> dict[str, Any]:
     """The datamodule's init_args; ``batch_size`` (config or trial) goes in when given."""
     assert config.datamodule is not None
@@ -181,7 +174,8 @@ def build_module(config: TrainConfig) -> pl.LightningModule:
     assert config.module is not None
     add_import_paths([config.code_dir] if config.code_dir else [])
     cls = import_class(config.module.class_path, field="module", base=pl.LightningModule)
-    module = _instantiate(cls, _module_args(config), "module")
+    # a study's trial has its space.model_options in init_args already
+    module = _instantiate(cls, config.module.init_args, "module")
     return inject_optimization(module, config.optimizer, config)
 
 
@@ -259,19 +253,12 @@ def inject_optimization(
     """Replace ``module.configure_optimizers`` (on this instance) with one that builds
     ``optimizer`` and ``config.schedule`` (stepped every optimizer step over the Trainer's
     ``estimated_stepping_batches``). Returns ``module``."""
-    info = get_optimizer_info(optimizer.name)
-    lr = optimizer.lr if optimizer.lr is not None else info.lr_default
-    schedule = config.schedule
+    assert optimizer.lr is not None  # filled with the registry default by validation
+    lr = optimizer.lr
 
     def configure_optimizers() -> Any:
-        built = info.create(_groups(module, lr), lr, optimizer.params)
-        total_steps = max(1, int(module.trainer.estimated_stepping_batches))
-        scheduler = create_scheduler(built, schedule.name, total_steps, schedule.params)
-        return {
-            "optimizer": built,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
-        }
+        groups = _groups(module, lr)
+        return configure_optimization(groups, optimizer, config.schedule, module.trainer)
 
     module.configure_optimizers = configure_optimizers  # type: ignore[method-assign]
-    module.lrtune_optimizer = optimizer  # type: ignore[assignment]  # what was injected
     return module

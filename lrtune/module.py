@@ -14,7 +14,27 @@ from lrtune.models import compiled_model, create_model
 from lrtune.optimizers import get_optimizer_info
 from lrtune.schedules import create_scheduler
 
-__all__ = ["ClassifierModule"]
+__all__ = ["ClassifierModule", "configure_optimization"]
+
+
+def configure_optimization(
+    params: Any, optimizer: OptimizerConfig, schedule: ScheduleConfig, trainer: pl.Trainer
+) -> dict[str, Any]:
+    """What ``configure_optimizers`` returns for lrtune's configs: ``optimizer`` over
+    ``params`` (tensors or param-group dicts) plus ``schedule`` as a per-step ``LambdaLR``
+    whose length is the Trainer's ``estimated_stepping_batches``.
+
+    Shared by :class:`ClassifierModule` and the optimization lrtune injects into your own
+    module (:func:`lrtune.components.inject_optimization`).
+    """
+    assert optimizer.lr is not None  # filled with the registry default by validation
+    built = get_optimizer_info(optimizer.name).create(params, optimizer.lr, optimizer.params)
+    total_steps = max(1, int(trainer.estimated_stepping_batches))
+    scheduler = create_scheduler(built, schedule.name, total_steps, schedule.params)
+    return {
+        "optimizer": built,
+        "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+    }
 
 
 class ClassifierModule(pl.LightningModule):
@@ -126,14 +146,6 @@ class ClassifierModule(pl.LightningModule):
 
         The schedule's length is the Trainer's ``estimated_stepping_batches``.
         """
-        opt = self.optimizer_config
-        assert opt.lr is not None  # filled with the registry default by validation
-        optimizer = get_optimizer_info(opt.name).create(self.parameters(), opt.lr, opt.params)
-        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = create_scheduler(
-            optimizer, self.schedule_config.name, total_steps, self.schedule_config.params
+        return configure_optimization(
+            self.parameters(), self.optimizer_config, self.schedule_config, self.trainer
         )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
-        }

@@ -20,8 +20,8 @@ import optuna
 
 from lrtune.artifacts import (
     ATTR_ARTIFACTS,
-    artifact_dir_for,
     check_artifact_dir,
+    configured_artifact_dir,
     upload_artifact,
 )
 from lrtune.config import StudyConfig
@@ -57,7 +57,7 @@ class DashboardPublisher(SearchCallback):
 
     def check(self, config: StudyConfig) -> None:
         """The artifact folder must be (or can be made) a writable folder."""
-        check_artifact_dir(config.artifacts or artifact_dir_for(config.storage))
+        check_artifact_dir(configured_artifact_dir(config))
 
     def on_setup(
         self, study: optuna.Study, config: StudyConfig, lr_auto: Mapping[str, Any]
@@ -125,4 +125,4 @@ def publish_note(study: optuna.Study, body: str) -> None:
 def _folder(study: optuna.Study, config: StudyConfig) -> Path:
     """The artifact folder the study recorded, else the configured or default one."""
     recorded = study.user_attrs.get(ATTR_ARTIFACTS)
-    return Path(recorded or config.artifacts or artifact_dir_for(config.storage))
+    return Path(recorded) if recorded else configured_artifact_dir(config)

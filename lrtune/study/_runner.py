@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import optuna
 from optuna.trial import TrialState
 
-from lrtune.artifacts import ATTR_ARTIFACTS, artifact_dir_for
+from lrtune.artifacts import ATTR_ARTIFACTS, configured_artifact_dir
 from lrtune.config import StudyConfig, TrainConfig
 from lrtune.errors import ConfigError, StudyFailedError
 from lrtune.hooks import SearchCallback
@@ -62,24 +62,23 @@ def _check_same_study(study: optuna.Study, config: StudyConfig, storage: str) ->
     """Store the config in a new study; a rerun must bring the same one. While no trial has
     finished (say the first one failed on a misnamed metric), a fixed config takes over."""
     stored = study.user_attrs.get(ATTR_CONFIG)
-    old = None if stored is None else StudyConfig.model_validate(stored)
-    if old is not None and _comparable(old) != _comparable(config):
+    if stored is not None:
+        old = StudyConfig.model_validate(stored)
+        before, after = _comparable(old), _comparable(config)
+        if before == after:
+            return
         same_direction = old.objective.resolved_direction == config.objective.resolved_direction
-        if same_direction and finished_count(study) == 0:
-            log.info("study %s: no trial has finished; it takes the new configuration", config.name)
-            old = None
-    if old is None:
-        data = config.to_dict()
-        if data.get("storage"):  # the dashboard and reports show this: no passwords
-            data["storage"] = mask_url(str(data["storage"]))
-        study.set_user_attr(ATTR_CONFIG, data)
-        return
-    if _comparable(old) != _comparable(config):
-        changed = sorted(k for k, v in _comparable(config).items() if _comparable(old).get(k) != v)
-        raise ConfigError(
-            f"study {config.name!r} in {mask_url(storage)} was created with a different "
-            f"configuration (changed: {', '.join(changed)}); use another --study-name"
-        )
+        if not same_direction or finished_count(study) > 0:
+            changed = sorted(k for k, v in after.items() if before.get(k) != v)
+            raise ConfigError(
+                f"study {config.name!r} in {mask_url(storage)} was created with a different "
+                f"configuration (changed: {', '.join(changed)}); use another --study-name"
+            )
+        log.info("study %s: no trial has finished; it takes the new configuration", config.name)
+    data = config.to_dict()
+    if data.get("storage"):  # the dashboard and reports show this: no passwords
+        data["storage"] = mask_url(str(data["storage"]))
+    study.set_user_attr(ATTR_CONFIG, data)
 
 
 def _name_objective(study: optuna.Study, config: StudyConfig) -> None:
@@ -93,7 +92,7 @@ def _name_objective(study: optuna.Study, config: StudyConfig) -> None:
 def _artifact_folder(study: optuna.Study, config: StudyConfig) -> Path:
     """The study's artifact folder (``artifacts:`` or beside the storage), recorded in the
     study so ``lrtune dashboard`` finds it."""
-    folder = Path(config.artifacts or artifact_dir_for(config.storage)).absolute()
+    folder = configured_artifact_dir(config).absolute()
     if study.user_attrs.get(ATTR_ARTIFACTS) != str(folder):
         study.set_user_attr(ATTR_ARTIFACTS, str(folder))
     return folder
