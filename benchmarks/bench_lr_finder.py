@@ -76,6 +76,7 @@ from torch import nn
 from lrtune.config import OptimizerConfig
 from lrtune.data import DigitsDataModule, MNISTDataModule
 from lrtune.finder import find_lr
+from lrtune.lr_range import fit_probe
 from lrtune.models import create_model
 from lrtune.module import ClassifierModule
 from lrtune.optimizers import get_optimizer_info
@@ -88,18 +89,22 @@ LRTUNE_METHODS = ("steepest", "valley", "minimum", "bracket")
 # ``result.bracket`` (where the smoothed loss has done 90% of its fall), what
 # ``target="max"`` returns; measured as an extra candidate for the default.
 # The verification stage (find_lr(verify=True)) in a few variants, calibrated
-# leave-one-setting-out (see leave_one_setting_out): probe steps x how far above the
-# sweep's stability edge the candidates reach.
+# leave-one-setting-out (see leave_one_setting_out): the last rung's probe steps x the
+# successive-halving rungs. Each ``-fit`` variant is its base variant's probes with the
+# winner refined between its neighbours (lrtune.lr_range.fit_probe, what probe_fit=True
+# does), computed from the recorded probes: same time, no second run.
 VERIFY_VARIANTS: dict[str, dict[str, Any]] = {
-    "p25": {"probe_steps": 25, "probe_reach": 1.0},
-    "p50": {"probe_steps": 50, "probe_reach": 1.0},
-    "p25-reach3": {"probe_steps": 25, "probe_reach": 3.0},
-    "p50-reach3": {"probe_steps": 50, "probe_reach": 3.0},
+    "p50": {"probe_steps": 50},
+    "p32": {"probe_steps": 32},
+    "r3-p48": {"probe_steps": 48, "probe_rungs": 3},
+    "r3-p32": {"probe_steps": 32, "probe_rungs": 3},
 }
+FIT_VARIANTS = {f"{name}-fit": name for name in VERIFY_VARIANTS}
 FINDERS = (
     *(f"lrtune:{m}" for m in LRTUNE_METHODS),
     "lrtune:bracket-high",
     *(f"lrtune:verified-{v}" for v in VERIFY_VARIANTS),
+    *(f"lrtune:verified-{v}" for v in FIT_VARIANTS),
     "lightning",
 )
 OPTIMIZERS = ("momentum", "adam", "adamax", "rmsprop")
@@ -226,6 +231,10 @@ class Case:
         net = build_network(setting, self.input_shape)
         self.initial_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         self.cache: dict[str, dict[str, Any]] = {}
+        self.shared: dict[str, dict[str, Any]] | None = None  # --cache: runs across calls
+
+    def _shared_key(self, lr: float) -> str:
+        return f"{self.name}|{self.optimizer}|{self.seed}|{lr_key(lr)}"
 
     def datamodule(self) -> Any:
         return make_datamodule(self.setting, self.seed, self.data_dir)
@@ -241,6 +250,9 @@ class Case:
         """Train briefly at ``lr`` and return test accuracy (cached per LR)."""
         key = lr_key(lr)
         if key in self.cache:
+            return self.cache[key]
+        if self.shared is not None and self._shared_key(lr) in self.shared:
+            self.cache[key] = {**self.shared[self._shared_key(lr)], "cached": True}
             return self.cache[key]
         module = self.module(lr)
         dm = self.datamodule()
@@ -261,6 +273,8 @@ class Case:
         acc, diverged = test_accuracy(module, dm)
         row = {"lr": lr, "acc": acc, "diverged": diverged, "train_seconds": seconds}
         self.cache[key] = row
+        if self.shared is not None:
+            self.shared[self._shared_key(lr)] = row
         return row
 
 
@@ -383,6 +397,10 @@ def run_case(case: Case, num_steps: int, lightning_first: bool) -> dict[str, Any
     suggestions["lrtune:bracket-high"] = lt["bracket"][1] if lt.get("bracket") else None
     for name, out in verified.items():
         suggestions[f"lrtune:verified-{name}"] = out.get("default_suggestion")
+    for name, base in FIT_VARIANTS.items():
+        winner, probes = verified[base].get("default_suggestion"), verified[base].get("probes")
+        fitted = fit_probe(probes, winner) if winner is not None and probes else winner
+        suggestions[f"lrtune:verified-{name}"] = fitted
     suggestions["lightning"] = pl_out["suggestion"]
     finders: dict[str, Any] = {}
     for name, lr in suggestions.items():
@@ -438,7 +456,8 @@ def _run_of(row: dict[str, Any], finder: str) -> dict[str, Any]:
     if finder == "lightning":
         return row["lightning"]  # type: ignore[no-any-return]
     if finder.startswith("lrtune:verified-"):
-        return row["verified"][finder.removeprefix("lrtune:verified-")]  # type: ignore[no-any-return]
+        name = finder.removeprefix("lrtune:verified-")
+        return row["verified"][FIT_VARIANTS.get(name, name)]  # type: ignore[no-any-return]
     return row["lrtune"]  # type: ignore[no-any-return]
 
 
@@ -459,7 +478,7 @@ def leave_one_setting_out(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def regret(entry: dict[str, Any]) -> float:
         return entry["regret"] if entry["regret"] is not None else entry["failure_regret"]
 
-    variants = [f"lrtune:verified-{v}" for v in VERIFY_VARIANTS]
+    variants = [f"lrtune:verified-{v}" for v in (*VERIFY_VARIANTS, *FIT_VARIANTS)]
     settings = sorted({row["setting"] for row in rows})
     chosen: dict[str, str] = {}
     held: list[tuple[dict[str, Any], str]] = []
@@ -636,6 +655,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 settings, 2 optimizers")
     parser.add_argument("--out", type=Path, default=Path("results.json"))
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="JSON file of training runs (grid and suggestions) reused across calls: the "
+        "training code does not change between finder variants, so a rerun only trains at "
+        "new LRs (reused runs are marked 'cached' in --out)",
+    )
     return parser.parse_args(argv)
 
 
@@ -671,13 +698,19 @@ def main(argv: list[str] | None = None) -> int:
     total_start = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()):
         warm_up(args.data_dir)
+    shared: dict[str, dict[str, Any]] | None = None
+    if args.cache is not None:
+        shared = json.loads(args.cache.read_text()) if args.cache.exists() else {}
     rows: list[dict[str, Any]] = []
     index = 0
     for setting in settings:
         for opt in optimizers:
             for seed in seeds:
                 case = Case(setting, SETTINGS[setting], opt, seed, args.data_dir)
+                case.shared = shared
                 row = run_case(case, args.num_steps, lightning_first=index % 2 == 1)
+                if args.cache is not None:
+                    args.cache.write_text(json.dumps(shared))
                 index += 1
                 rows.append(row)
                 regrets = " ".join(

@@ -46,6 +46,8 @@ def find_lr(
     verify: bool = False,
     probe_steps: int | None = None,
     probe_reach: float = 1.0,
+    probe_rungs: int = 2,
+    probe_fit: bool = False,
 ) -> LRFinderResult:
     """Run Leslie Smith's LR range test on ``module`` and restore it afterwards.
 
@@ -82,6 +84,8 @@ def find_lr(
             them (default ``False``; see :class:`~lrtune.LRRangeTest`).
         probe_steps: Steps of the longest probe (default: ``num_steps // 2``, at least 8).
         probe_reach: How far above the sweep's stability edge candidates go (default 1).
+        probe_rungs: Successive-halving rungs of the probes (default 2).
+        probe_fit: Refine the winner between its neighbours (default ``False``).
 
     Returns:
         An :class:`~lrtune.lr_range.LRFinderResult`; ``suggestion`` is ``None`` (with
@@ -106,6 +110,8 @@ def find_lr(
         verify=verify,
         probe_steps=probe_steps,
         probe_reach=probe_reach,
+        probe_rungs=probe_rungs,
+        probe_fit=probe_fit,
     )
     kwargs: dict[str, Any] = {}
     if precision is not None:

@@ -408,6 +408,36 @@ def pick_probe(losses: Mapping[float, float], *, tolerance: float = 0.01) -> flo
     return min(lr for lr, loss in finite.items() if loss <= best + tolerance * spread)
 
 
+def fit_probe(
+    probes: Sequence[Mapping[str, float]], winner: float, *, spacing: float = 1 / 3
+) -> float:
+    """Refine ``winner`` between its neighbouring candidates: the vertex of the parabola
+    through the held-out losses (vs log10 LR) of the winner and the candidates ``spacing``
+    decades below and above it, from the longest probes that scored all three, kept within
+    half a spacing of ``winner``. ``winner`` itself when it has no scored neighbour on both
+    sides or the three losses are not convex.
+
+    Candidates a third of a decade apart quantise the answer: seeds that agree up to noise
+    land on neighbouring candidates. The vertex moves with the losses continuously.
+    """
+    centre = math.log10(winner)
+    by_steps: dict[float, dict[int, float]] = {}
+    for probe in probes:
+        offset = (math.log10(probe["lr"]) - centre) / spacing
+        if abs(offset - round(offset)) < 1e-6 and abs(round(offset)) <= 1:
+            by_steps.setdefault(probe["steps"], {})[round(offset)] = probe["loss"]
+    for steps in sorted(by_steps, reverse=True):
+        scores = by_steps[steps]
+        if all(k in scores and math.isfinite(scores[k]) for k in (-1, 0, 1)):
+            low, mid, high = scores[-1], scores[0], scores[1]
+            curvature = low - 2 * mid + high
+            if curvature <= 0:
+                return winner
+            vertex = 0.5 * (low - high) / curvature  # in units of spacing
+            return float(10 ** (centre + spacing * min(0.5, max(-0.5, vertex))))
+    return winner
+
+
 @dataclass
 class LRFinderResult:
     """The outcome of one LR range test.

@@ -45,6 +45,8 @@ LAYERS: dict[str, int] = {
     "lrtune.module": LIGHTNING,
     "lrtune._state": LIGHTNING,
     "lrtune.components": LIGHTNING,
+    "lrtune._steps": LIGHTNING,
+    "lrtune._verify": LIGHTNING,
     "lrtune.callbacks": LIGHTNING,
     "lrtune.finder": LIGHTNING,
     "lrtune.training": LIGHTNING,

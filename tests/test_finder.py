@@ -286,7 +286,7 @@ def test_plain_steps_give_the_same_sweep_as_lightnings_step_machinery(optimizer:
     """With nothing hooked around backward/step, the sweep calls training_step, backward and
     optimizer.step itself; a callback overriding such a hook sends it through Lightning's
     strategy (and the hook runs). Both give the same sweep, bit for bit."""
-    from lrtune.callbacks import _plain_steps
+    from lrtune._steps import plain_steps as _plain_steps
 
     calls: list[int] = []
     used: list[bool] = []
@@ -315,7 +315,8 @@ def test_plain_steps_give_the_same_sweep_as_lightnings_step_machinery(optimizer:
 
 def test_plain_steps_are_not_used_where_lightning_adds_something() -> None:
     """Gradient clipping, mixed precision or a module overriding a step hook: strategy path."""
-    from lrtune.callbacks import LRRangeTest, _plain_steps
+    from lrtune._steps import plain_steps as _plain_steps
+    from lrtune.callbacks import LRRangeTest
 
     seen: dict[str, bool] = {}
 
