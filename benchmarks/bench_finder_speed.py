@@ -1,12 +1,13 @@
 """Wall time of the LR range test: ``lrtune.find_lr`` vs Lightning's ``Tuner.lr_find``.
 
 Timing only (``bench_lr_finder.py`` measures how good the suggestions are). For each
-setting and optimizer, both finders sweep the same module from the same initial weights
-over the same LR range at ``--num-steps`` steps, alternating, ``--repeats`` times after one
-untimed warm-up each; Lightning's Trainer is the one a user would pass (logger off, no
-progress bar, a temporary ``default_root_dir``). Printed: median seconds per run, steps
-run, and the ratio lrtune / Lightning per case, per setting and overall (median of the
-per-case ratios).
+setting and optimizer, lrtune's sweep alone (``verify=False``), lrtune's default (the
+sweep and its verification probes) and Lightning's finder sweep the same module from the
+same initial weights over the same LR range at ``--num-steps`` steps, alternating,
+``--repeats`` times after one untimed warm-up each; Lightning's Trainer is the one a user
+would pass (logger off, no progress bar, a temporary ``default_root_dir``). Printed:
+median seconds per run, steps run, and the ratio lrtune / Lightning per case, per setting
+and overall (median and mean of the per-case ratios).
 
 Run from the repository root::
 
@@ -53,10 +54,10 @@ def _time_case(dm: Any, net: Any, initial: dict, name: str, args: argparse.Names
         net.load_state_dict(initial)
         return ClassifierModule(net, dm.num_classes, OptimizerConfig(name=name))
 
-    def ours() -> tuple[float, int]:
+    def ours(verify: bool) -> tuple[float, int]:
         m = module()
         start = time.perf_counter()
-        result = find_lr(m, datamodule=dm, num_steps=args.num_steps, **bounds)
+        result = find_lr(m, datamodule=dm, num_steps=args.num_steps, verify=verify, **bounds)
         return time.perf_counter() - start, len(result.lrs)
 
     def lightning() -> tuple[float, int]:
@@ -71,14 +72,16 @@ def _time_case(dm: Any, net: Any, initial: dict, name: str, args: argparse.Names
             found.suggestion()
             return time.perf_counter() - start, len(found.results["lr"])
 
-    ours()
+    ours(False)
+    ours(True)
     lightning()
-    a, b = [], []
+    a, b, c = [], [], []
     for _ in range(args.repeats):
-        a.append(ours())
+        a.append(ours(False))
         b.append(lightning())
+        c.append(ours(True))
     return (statistics.median(t for t, _ in a), a[0][1], statistics.median(t for t, _ in b),
-            b[0][1])  # fmt: skip
+            b[0][1], statistics.median(t for t, _ in c))  # fmt: skip
 
 
 def main() -> None:
@@ -102,6 +105,7 @@ def main() -> None:
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), lightning "
           f"{pl.__version__}; {args.num_steps} steps, median of {args.repeats}")  # fmt: skip
     ratios: dict[str, list[float]] = {}
+    verified: dict[str, list[float]] = {}
     for setting in args.settings:
         dataset, model, width, batch = SETTINGS[setting]
         options: dict[str, Any] = {"data_dir": args.data_dir, "download": False}
@@ -112,15 +116,19 @@ def main() -> None:
         net = create_model(model, dm.input_shape, dm.num_classes, width=width)
         initial = copy.deepcopy(net.state_dict())
         for name in args.optimizers:
-            mine, steps, theirs, their_steps = _time_case(dm, net, initial, name, args)
+            mine, steps, theirs, their_steps, full = _time_case(dm, net, initial, name, args)
             ratios.setdefault(setting, []).append(mine / theirs)
-            print(f"{setting:<11} {name:<9} lrtune {mine:.3f} s ({steps} steps)  lightning "
-                  f"{theirs:.3f} s ({their_steps} steps)  ratio {mine / theirs:.2f}x",
+            verified.setdefault(setting, []).append(full / theirs)
+            print(f"{setting:<11} {name:<9} sweep {mine:.3f} s ({steps} steps)  lightning "
+                  f"{theirs:.3f} s ({their_steps} steps)  ratio {mine / theirs:.2f}x  "
+                  f"verified (default) {full:.3f} s, ratio {full / theirs:.2f}x",
                   flush=True)  # fmt: skip
-    every = [r for values in ratios.values() for r in values]
-    for setting, values in ratios.items():
-        print(f"{setting}: median ratio {statistics.median(values):.2f}x")
-    print(f"overall: median ratio {statistics.median(every):.2f}x over {len(every)} cases")
+    for label, table in (("sweep alone", ratios), ("default (sweep + verification)", verified)):
+        every = [r for values in table.values() for r in values]
+        for setting, values in table.items():
+            print(f"{label}, {setting}: median ratio {statistics.median(values):.2f}x")
+        print(f"{label}, overall: median ratio {statistics.median(every):.2f}x over "
+              f"{len(every)} cases; mean {statistics.fmean(every):.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -9,9 +9,13 @@ training images, lrtune's fixed 10 % validation split), model ``mlp`` (width 128
 hyperparameters searched over the registry ranges, lrtune's default), schedule
 ``constant``, sampler TPE (lrtune's defaults: multivariate, grouped, 10 startup trials)
 seeded with ``s``, pruner ``none`` (so every trial that does not diverge gives a value),
-``--n-trials`` trials. Three variants of ``space.lr``:
+``--n-trials`` trials. Variants of ``space.lr`` (``--variants`` picks some):
 
-* ``auto``: ``lr: auto`` (one LR range test per optimizer, ``<opt>.lr`` per optimizer);
+* ``auto``: ``lr: {auto: true, verify: false}`` (one LR range test per optimizer, the
+  bracket widened 3x each way, ``<opt>.lr`` per optimizer: the sweep alone);
+* ``auto-verified``: ``lr: auto`` (the default since issue 14: the range test's suggestion
+  verified by constant-LR probes, the range centred on it, as wide as the widened bracket);
+* ``auto-verified-narrow``: the same with ``widen: 1.5`` (half as many decades wide);
 * ``fixed``: ``lr: {low: 1e-5, high: 1}`` (linked: one ``<opt>.lr`` per optimizer);
 * ``shared``: ``lr: {low: 1e-5, high: 1, linked: false}`` (one ``lr`` for all optimizers).
 
@@ -76,7 +80,9 @@ DEFAULT_DATA_DIR = _REPO.parent / "shared" / "data" / "mnist"
 
 OPTIMIZERS = ["sgd", "momentum", "rmsprop", "adam", "adamax"]
 VARIANTS: dict[str, dict[str, Any]] = {
-    "auto": {"auto": True},
+    "auto": {"auto": True, "verify": False},
+    "auto-verified": {"auto": True, "verify": True},
+    "auto-verified-narrow": {"auto": True, "verify": True, "widen": 1.5},
     "fixed": {"low": 1e-5, "high": 1.0},
     "shared": {"low": 1e-5, "high": 1.0, "linked": False},
 }
@@ -212,6 +218,15 @@ def _trial_rows(study: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def _probe_steps(result: dict[str, Any]) -> int:
+    """Optimizer steps the verification probes of one range test ran (each candidate's
+    last rung: rungs continue where the previous one stopped)."""
+    reached: dict[float, float] = {}
+    for probe in result.get("probes") or []:
+        reached[probe["lr"]] = max(reached.get(probe["lr"], 0.0), probe["steps"])
+    return int(sum(reached.values()))
+
+
 def run_efficiency_study(
     variant: str, seed: int, n_trials: int, data_dir: Path, workdir: Path
 ) -> dict[str, Any]:
@@ -237,7 +252,9 @@ def run_efficiency_study(
         range_test = {
             "seconds": sum(timed.seconds),
             "sweep_seconds": sum(v["result"]["seconds"] for v in lr_auto.values()),
-            "steps": sum(len(v["result"]["lrs"]) for v in lr_auto.values()),
+            "steps": sum(
+                len(v["result"]["lrs"]) + _probe_steps(v["result"]) for v in lr_auto.values()
+            ),
             "ranges": {k: v["range"] for k, v in lr_auto.items()},
             "sources": {k: v["source"] for k, v in lr_auto.items()},
         }
@@ -328,7 +345,7 @@ def analyse_efficiency(runs: list[dict[str, Any]], n_trials: int) -> dict[str, A
         for k in rows[0]["best_after"]:
             got = [r["best_after"][k] for r in rows if r["best_after"][k] is not None]
             entry[f"median_best_after_{k}"] = statistics.median(got) if got else None
-        if variant == "auto":
+        if variant.startswith("auto"):
             for key in (
                 "range_test_seconds",
                 "range_test_steps",
@@ -372,7 +389,7 @@ def run_efficiency(args: argparse.Namespace) -> dict[str, Any]:
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench_study_") as tmp:
         for seed in args.seeds:
-            for variant in VARIANTS:  # interleaved, so load drift hits variants alike
+            for variant in args.variants:  # interleaved, so load drift hits variants alike
                 t0 = time.perf_counter()
                 run = run_efficiency_study(variant, seed, args.n_trials, args.data_dir, Path(tmp))
                 runs.append(run)
@@ -580,6 +597,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--n-trials", type=int, default=30)
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=list(VARIANTS),
+        help="efficiency variants to run (default: all)",
+    )
     parser.add_argument("--memory-trials", type=int, default=50)
     parser.add_argument(
         "--quick", action="store_true", help="seeds 0 1, 10 trials; memory study of 15 trials"

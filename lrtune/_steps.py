@@ -67,12 +67,16 @@ class Snapshot:
         )
 
     def restore(self, trainer: pl.Trainer, module: pl.LightningModule, loader: Any) -> None:
+        """Put everything back; the snapshot stays intact for another restore (the probes
+        restore it once each): what a ``load_state_dict`` would alias (an optimizer's
+        moment tensors, a metric's states) is loaded from a copy, since training updates
+        those in place."""
         module.load_state_dict(self.weights)
         with torch.no_grad():
             for p, g in zip(module.parameters(), self.grads, strict=True):
                 p.grad = None if g is None else g.clone()
         for optimizer, state in zip(trainer.optimizers, self.optimizers, strict=True):
-            optimizer.load_state_dict(state)
+            optimizer.load_state_dict(copy.deepcopy(state))
         for config, state in zip(trainer.lr_scheduler_configs, self.schedulers, strict=True):
             config.scheduler.load_state_dict(state)
         scaler = getattr(trainer.precision_plugin, "scaler", None)
@@ -81,11 +85,11 @@ class Snapshot:
         set_rng_states(self.rng)
         for metric, state, count in self.metrics:
             for name, value in state.items():
-                setattr(metric, name, value)
+                setattr(metric, name, copy.deepcopy(value))
             metric._update_count = count
             metric._computed = None
         if self.loader is not None:
-            loader.load_state_dict(self.loader)
+            loader.load_state_dict(copy.deepcopy(self.loader))
         generator = loader_generator(loader)
         if generator is not None and self.loader_generator is not None:
             generator.set_state(self.loader_generator)

@@ -116,9 +116,10 @@ class LRRangeTest(pl.Callback):
             state and batches, score each on held-out batches (the validation split when
             the datamodule has one, else training batches the probes did not use), keep
             the better half and probe those longer (successive halving); the winner
-            becomes the suggestion (default ``False``). Only for ``target="constant"``: a
-            one-cycle's peak LR is not a constant LR, and probing it would need the
-            schedule's whole horizon.
+            becomes the suggestion (default ``True``; ``False`` gives the sweep's own
+            answer, also kept in ``result.sweep_suggestion``). Only for
+            ``target="constant"``: a one-cycle's peak LR is judged by the whole schedule
+            (warm-up, peak, anneal), which a probe a fraction of its length cannot run.
         probe_steps: Optimizer steps of the last rung's probes (default: half of
             ``num_steps``, at least 8); each earlier rung runs half as many.
         probe_count: Candidate LRs (default 5, a third of a decade apart).
@@ -154,7 +155,7 @@ class LRRangeTest(pl.Callback):
         apply: bool = False,
         stop_after: bool = False,
         label: str = "",
-        verify: bool = False,
+        verify: bool = True,
         probe_steps: int | None = None,
         probe_count: int = 5,
         probe_batches: int = 8,

@@ -43,7 +43,7 @@ def find_lr(
     callbacks: Sequence[pl.Callback] = (),
     update_attr: str | None = None,
     label: str = "",
-    verify: bool = False,
+    verify: bool = True,
     probe_steps: int | None = None,
     probe_reach: float = 1.0,
     probe_rungs: int = 2,
@@ -81,7 +81,8 @@ def find_lr(
         verify: Check the sweep's suggestion with short constant-LR probes around and
             above it, scored on held-out batches (the datamodule's validation split when
             it has one); the winner becomes the suggestion and ``result.probes`` records
-            them (default ``False``; see :class:`~lrtune.LRRangeTest`).
+            them (default ``True``; ``False``: the sweep's answer alone; see
+            :class:`~lrtune.LRRangeTest`).
         probe_steps: Steps of the longest probe (default: ``num_steps // 2``, at least 8).
         probe_reach: How far above the sweep's stability edge candidates go (default 1).
         probe_rungs: Successive-halving rungs of the probes (default 2).
@@ -170,7 +171,7 @@ def compare_optimizers(
     num_steps: int = 100,
     method: str = "bracket",
     progress: Callable[[LRFinderResult], None] | None = None,
-    verify: bool = False,
+    verify: bool = True,
 ) -> list[LRFinderResult]:
     """One range test per optimizer, from the same initial weights and the same data order.
 
@@ -183,7 +184,8 @@ def compare_optimizers(
         num_steps: Optimizer steps per sweep (default 100).
         method: Suggestion method (default ``bracket``).
         progress: Called with each result as it is ready.
-        verify: Verify each suggestion with constant-LR probes (see :func:`find_lr`).
+        verify: Verify each suggestion with constant-LR probes (default ``True``; see
+            :func:`find_lr`).
 
     Returns:
         One :class:`~lrtune.lr_range.LRFinderResult` per optimizer, labelled with its name.

@@ -340,7 +340,7 @@ class Recording(pl.LightningModule):
 def test_accumulation_windows_are_one_point_each() -> None:
     module = Recording()
     during: list[int] = []
-    finder = LRRangeTest(1e-4, 1e-1, 10)
+    finder = LRRangeTest(1e-4, 1e-1, 10, verify=False)  # the sweep's own steps, counted
     trainer = make_trainer(
         [finder, Recorder(lambda t, m: during.append(len(m.losses)))],
         max_epochs=1,
@@ -368,17 +368,17 @@ def test_param_group_ratios_are_kept_during_the_sweep() -> None:
         module, train_dataloaders=digits_loader()
     )
     assert finder.result is not None and len(finder.result.lrs) == 20
-    sweep = module.group_lrs[:20]
-    assert [g0 for g0, _ in sweep] == finder.result.lrs
-    for g0, g1 in sweep:
+    assert [g0 for g0, _ in module.group_lrs[:20]] == finder.result.lrs
+    assert finder.result.probes  # and the verification probes keep the ratios too
+    for g0, g1 in module.group_lrs[:-2]:
         assert g0 / g1 == pytest.approx(10.0, rel=1e-12)
-    # after the sweep, training starts from the configured LRs again
-    assert module.group_lrs[20] == (1e-2, 1e-3)
+    # after the sweep and the probes, training starts from the configured LRs again
+    assert module.group_lrs[-2] == (1e-2, 1e-3)
 
 
 def test_no_validation_during_the_sweep() -> None:
     module = Recording()
-    finder = LRRangeTest(1e-4, 1e-1, 20)
+    finder = LRRangeTest(1e-4, 1e-1, 20, verify=False)  # the sweep's 20 steps, then fit's
     trainer = make_trainer(
         [finder], max_epochs=1, limit_train_batches=3, limit_val_batches=2, val_check_interval=1
     )
@@ -448,7 +448,7 @@ def test_apply_keeps_param_group_ratios() -> None:
     lr = finder.result.suggestion
     assert lr is not None
     # the first training step after the test: cosine factor 1 at step 0
-    g0, g1 = module.group_lrs[len(finder.result.lrs)]
+    g0, g1 = module.group_lrs[-1]
     assert g0 == pytest.approx(lr, rel=1e-12)
     assert g1 == pytest.approx(lr / 10, rel=1e-12)
 
@@ -460,7 +460,7 @@ def test_without_apply_the_lr_is_untouched() -> None:
         module, train_dataloaders=digits_loader()
     )
     assert finder.result.suggestion is not None
-    assert module.group_lrs[len(finder.result.lrs)] == (1e-2, 1e-3)
+    assert module.group_lrs[-1] == (1e-2, 1e-3)
 
 
 @pytest.mark.parametrize(
@@ -480,10 +480,12 @@ def test_target_auto_follows_the_schedule(schedule: str, target: str) -> None:
     result = finder.result
     assert result is not None and result.target == target
     assert result.suggestion is not None and result.bracket is not None
-    if target == "max":
+    if target == "max":  # not verified: probes cannot run a whole one-cycle
         assert result.suggestion == max(result.bracket[1], result.suggestions["bracket"])
-    else:
-        assert result.suggestion == result.suggestions["bracket"]
+        assert result.probes == []
+    else:  # verified by default; the sweep's own answer is kept
+        assert result.sweep_suggestion == result.suggestions["bracket"]
+        assert result.probes and "verified by" in result.reason
 
 
 # ----------------------------------------------------------------------------- NaN

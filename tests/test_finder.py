@@ -95,8 +95,9 @@ def test_find_lr_on_a_classifier_module() -> None:
     module = _classifier()
     before = _weights(module)
     result = find_lr(
-        module, datamodule=DigitsDataModule(batch_size=32), min_lr=1e-5, max_lr=1.0, num_steps=30
-    )
+        module, datamodule=DigitsDataModule(batch_size=32), min_lr=1e-5, max_lr=1.0,
+        num_steps=30, verify=False,
+    )  # fmt: skip
     assert isinstance(result, LRFinderResult)
     n = len(result.lrs)
     assert 10 <= n <= 30 and len(result.losses) == len(result.smoothed) == n
@@ -305,7 +306,7 @@ def test_plain_steps_give_the_same_sweep_as_lightnings_step_machinery(optimizer:
     for callbacks in ([Spy()], [Spy(), Hooked()]):
         module = _classifier(optimizer)
         results.append(find_lr(module, datamodule=dm, min_lr=1e-5, max_lr=1.0, num_steps=40,
-                               callbacks=callbacks))  # fmt: skip
+                               callbacks=callbacks, verify=False))  # fmt: skip
     assert used == [True, False]
     assert len(calls) == len(results[1].lrs) > 10  # the hook ran once per step
     assert results[0].lrs == results[1].lrs
@@ -342,3 +343,35 @@ def test_plain_steps_are_not_used_where_lightning_adds_something() -> None:
     module.__class__ = Clipping
     find_lr(module, datamodule=dm, num_steps=10, callbacks=[Spy("hook")])
     assert seen == {"plain": True, "clip": False, "bf16": False, "hook": False}
+
+
+def test_batch_transfer_hooks_run_in_the_sweep_and_the_plain_path_matches_them() -> None:
+    """A module overriding a batch-transfer hook gets its batches through it (once per batch,
+    ``on_before_batch_transfer`` included); without such a hook the batches are moved
+    directly, with the same sweep, bit for bit."""
+    seen: list[str] = []
+
+    class Hooked(ClassifierModule):
+        def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+            seen.append("before")
+            return batch
+
+        def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+            seen.append("after")
+            return batch
+
+    class Halved(ClassifierModule):
+        def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+            x, y = batch
+            return x * 0.5, y
+
+    def sweep(cls: type[ClassifierModule]) -> LRFinderResult:
+        plain = _classifier()
+        module = cls(plain.model, 10, plain.optimizer_config)
+        return find_lr(module, datamodule=DigitsDataModule(batch_size=32, seed=0),
+                       min_lr=1e-5, max_lr=1.0, num_steps=30, verify=False)  # fmt: skip
+
+    hooked, plain, halved = sweep(Hooked), sweep(ClassifierModule), sweep(Halved)
+    assert seen.count("before") == seen.count("after") == len(hooked.lrs) > 10
+    assert hooked.losses == plain.losses
+    assert halved.losses[0] != plain.losses[0]  # the hook's batches are the ones trained on

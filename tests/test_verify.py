@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from lrtune import LRRangeTest, find_lr
+from lrtune._verify import ProbePlan
 from lrtune.config import TrainConfig
 from lrtune.data import DigitsDataModule
 from lrtune.errors import ConfigError
-from lrtune.lr_range import LRFinderResult, pick_probe, probe_candidates
+from lrtune.lr_range import LRFinderResult, fit_probe, pick_probe, probe_candidates
 from lrtune.module import ClassifierModule
 
 
@@ -53,9 +54,55 @@ def test_the_lowest_held_out_loss_wins_ties_go_to_the_smaller_lr() -> None:
     assert pick_probe({0.01: math.nan}) is None
 
 
+def _parabola_probes(vertex: float, steps: float = 16.0) -> list[dict[str, float]]:
+    """Probes at 0.01 x 10^(k/3), k = -1..1, losses on a parabola (in log10 LR) with its
+    minimum ``vertex`` spacings above 0.01."""
+    return [
+        {"lr": 0.01 * 10 ** (k / 3), "steps": steps, "loss": 1.0 + (k - vertex) ** 2}
+        for k in (-1, 0, 1)
+    ]
+
+
+def test_fit_moves_the_winner_to_the_vertex_within_half_a_spacing() -> None:
+    assert fit_probe(_parabola_probes(0.2), 0.01) == pytest.approx(0.01 * 10 ** (0.2 / 3))
+    assert fit_probe(_parabola_probes(-0.3), 0.01) == pytest.approx(0.01 * 10 ** (-0.1))
+    assert fit_probe(_parabola_probes(0.9), 0.01) == pytest.approx(0.01 * 10 ** (0.5 / 3))
+    # not convex, or a neighbour missing or diverged: the winner as it is
+    concave = [{**p, "loss": -p["loss"]} for p in _parabola_probes(0.0)]
+    assert fit_probe(concave, 0.01) == 0.01
+    assert fit_probe(_parabola_probes(0.2)[:2], 0.01) == 0.01
+    diverged = _parabola_probes(0.2)
+    diverged[2]["loss"] = math.nan
+    assert fit_probe(diverged, 0.01) == 0.01
+    # the longest probes that scored all three decide
+    longer = _parabola_probes(-0.4, steps=32.0)
+    assert fit_probe(_parabola_probes(0.2) + longer, 0.01) == pytest.approx(0.01 * 10 ** (-0.4 / 3))
+    assert fit_probe(_parabola_probes(0.2) + longer[:2], 0.01) == pytest.approx(
+        0.01 * 10 ** (0.2 / 3)
+    )
+
+
+def test_rungs_halve_the_steps_and_the_candidates() -> None:
+    assert ProbePlan(steps=32, rungs=3).rung_steps() == [8, 16, 32]
+    assert ProbePlan(steps=50).rung_steps() == [25, 50]
+    assert ProbePlan(steps=8, rungs=1).rung_steps() == [8]
+    result = find_lr(
+        _module("adam"), datamodule=DigitsDataModule(batch_size=64), min_lr=1e-5,
+        max_lr=1.0, num_steps=40, verify=True, probe_steps=16, probe_rungs=3, probe_fit=True,
+    )  # fmt: skip
+    per_rung = {s: [p for p in result.probes if p["steps"] == s] for s in (4.0, 8.0, 16.0)}
+    counts = [len(v) for v in per_rung.values()]
+    assert counts[0] >= 2 and counts[1] <= max(2, math.ceil(counts[0] / 2))
+    assert counts[2] <= max(2, math.ceil(counts[1] / 2)) and counts[2] >= 1
+    winner = pick_probe({p["lr"]: p["loss"] for p in per_rung[16.0]})
+    assert winner is not None
+    assert result.suggestion == fit_probe(result.probes, winner)
+    assert "fitted" in result.reason
+
+
 def test_find_lr_verifies_with_successive_halving_and_restores_everything() -> None:
     dm = DigitsDataModule(batch_size=64)
-    plain = find_lr(_module(), datamodule=dm, min_lr=1e-4, max_lr=10.0, num_steps=60)
+    plain = find_lr(_module(), datamodule=dm, min_lr=1e-4, max_lr=10.0, num_steps=60, verify=False)
     module = _module()
     before = _weights(module)
     states = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
@@ -130,7 +177,9 @@ def test_probes_round_trip_and_show_on_the_plot() -> None:
     ("kwargs", "match"),
     [({"probe_count": 1}, "probe_count must be >= 2"),
      ({"probe_batches": 0}, "probe_batches >= 1"),
-     ({"probe_steps": 1}, "probe_steps >= 2")],
+     ({"probe_steps": 1}, "probe_steps >= 2"),
+     ({"probe_rungs": 0}, "probe_rungs >= 1"),
+     ({"probe_reach": 0.5}, "probe_reach must be >= 1")],
 )  # fmt: skip
 def test_bad_probe_settings(kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):

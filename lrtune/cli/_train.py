@@ -171,10 +171,11 @@ def find_lr_command(
             "--verify/--no-verify",
             help=(
                 "Check each suggestion with short constant-LR probes around and above it, "
-                "scored on held-out batches; the winner becomes the suggestion (default off)."
+                "scored on held-out batches; the winner becomes the suggestion (default on; "
+                "--no-verify: the sweep's own suggestion, about half the time)."
             ),
         ),
-    ] = False,
+    ] = True,
     json_out: JsonOpt = False,
 ) -> None:
     """LR range test per optimizer, same initial weights and data order: suggestions compared.
