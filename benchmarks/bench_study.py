@@ -13,7 +13,7 @@ seeded with ``s``, pruner ``none`` (so every trial that does not diverge gives a
 
 * ``auto``: ``lr: {auto: true, verify: false}`` (one LR range test per optimizer, the
   bracket widened 3x each way, ``<opt>.lr`` per optimizer: the sweep alone);
-* ``auto-verified``: ``lr: auto`` (the default since issue 14: the range test's suggestion
+* ``auto-verified``: ``lr: {auto: true, verify: true}`` (the range test's suggestion
   verified by constant-LR probes, the range centred on it, as wide as the widened bracket);
 * ``auto-verified-narrow``: the same with ``widen: 1.5`` (half as many decades wide);
 * ``fixed``: ``lr: {low: 1e-5, high: 1}`` (linked: one ``<opt>.lr`` per optimizer);
@@ -336,7 +336,7 @@ def analyse_efficiency(runs: list[dict[str, Any]], n_trials: int) -> dict[str, A
             "median_best": statistics.median([r["best"] for r in rows if r["best"] is not None]),
             "best_per_seed": [r["best"] for r in rows],
             "best_optimizer_per_seed": [r["best_optimizer"] for r in rows],
-            "median_best_test_acc": statistics.median(
+            "median_best_test_acc": median_or_none(
                 [r["best_test_acc"] for r in rows if r["best_test_acc"] is not None]
             ),
             "best_test_acc_per_seed": [r["best_test_acc"] for r in rows],

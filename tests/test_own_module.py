@@ -205,7 +205,7 @@ def test_pytorch_lightning_modules_search_prune_and_range_test(tmp_path: Path) -
     assert all(t.intermediate_values for t in study.trials)  # the pruning callback reported
     auto = study.user_attrs["lrtune.lr_auto"]
     assert set(auto) == {"sgd", "adam"}
-    assert all(v["source"] == "verified range test" for v in auto.values())
+    assert all(v["source"] == "range test bracket" for v in auto.values())
     config_best = TrainConfig.model_validate(study.best_trial.user_attrs["config"])
     assert train(config_best, test=False).metrics["val_loss"] == pytest.approx(
         study.best_value, abs=1e-6
