@@ -7,7 +7,8 @@ same initial weights over the same LR range at ``--num-steps`` steps, alternatin
 ``--repeats`` times after one untimed warm-up each; Lightning's Trainer is the one a user
 would pass (logger off, no progress bar, a temporary ``default_root_dir``). Printed:
 median seconds per run, steps run, and the ratio lrtune / Lightning per case, per setting
-and overall (median and mean of the per-case ratios).
+and overall (median and mean of the per-case ratios). ``--variants`` also times
+verification variants of ``bench_lr_finder.py`` (same names), interleaved with the rest.
 
 Run from the repository root::
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import logging
 import statistics
 import sys
@@ -29,6 +31,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_lr_finder import ALL_VARIANTS as VARIANTS  # noqa: E402  (the same variants)
+
 SETTINGS = {  # name: (dataset, model, width, batch)
     "digits-mlp": ("digits", "mlp", 128, 64),
     "digits-cnn": ("digits", "cnn", 16, 32),
@@ -37,8 +41,8 @@ SETTINGS = {  # name: (dataset, model, width, batch)
 }
 
 
-def _time_case(dm: Any, net: Any, initial: dict, name: str, args: argparse.Namespace) -> tuple:
-    """Median seconds and steps of each finder on one (setting, optimizer)."""
+def _time_case(dm: Any, net: Any, initial: dict, name: str, args: argparse.Namespace) -> dict:
+    """Median seconds (and steps) of each finder on one (setting, optimizer)."""
     import lightning.pytorch as pl
     from lightning.pytorch.tuner import Tuner
 
@@ -54,10 +58,12 @@ def _time_case(dm: Any, net: Any, initial: dict, name: str, args: argparse.Names
         net.load_state_dict(initial)
         return ClassifierModule(net, dm.num_classes, OptimizerConfig(name=name))
 
-    def ours(verify: bool) -> tuple[float, int]:
+    def ours(verify: bool, **options: Any) -> tuple[float, int]:
         m = module()
         start = time.perf_counter()
-        result = find_lr(m, datamodule=dm, num_steps=args.num_steps, verify=verify, **bounds)
+        result = find_lr(
+            m, datamodule=dm, num_steps=args.num_steps, verify=verify, **bounds, **options
+        )
         return time.perf_counter() - start, len(result.lrs)
 
     def lightning() -> tuple[float, int]:
@@ -72,16 +78,19 @@ def _time_case(dm: Any, net: Any, initial: dict, name: str, args: argparse.Names
             found.suggestion()
             return time.perf_counter() - start, len(found.results["lr"])
 
-    ours(False)
-    ours(True)
-    lightning()
-    a, b, c = [], [], []
+    runs: dict[str, Any] = {
+        "sweep": lambda: ours(False),
+        "lightning": lightning,
+        "default": lambda: ours(True),
+        **{v: functools.partial(ours, True, **VARIANTS[v]) for v in args.variants},
+    }
+    for run in runs.values():  # warm-up
+        run()
+    times: dict[str, list[tuple[float, int]]] = {key: [] for key in runs}
     for _ in range(args.repeats):
-        a.append(ours(False))
-        b.append(lightning())
-        c.append(ours(True))
-    return (statistics.median(t for t, _ in a), a[0][1], statistics.median(t for t, _ in b),
-            b[0][1], statistics.median(t for t, _ in c))  # fmt: skip
+        for key, run in runs.items():
+            times[key].append(run())
+    return {key: (statistics.median(t for t, _ in v), v[0][1]) for key, v in times.items()}
 
 
 def main() -> None:
@@ -91,6 +100,11 @@ def main() -> None:
     parser.add_argument("--optimizers", nargs="+", default=["adam", "momentum"])
     parser.add_argument("--num-steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
+    timed = [v for v, options in VARIANTS.items() if "grid_offset" not in options]
+    parser.add_argument(
+        "--variants", nargs="*", default=[], choices=timed,
+        help="verification variants of bench_lr_finder.py to time beside the default",
+    )  # fmt: skip
     args = parser.parse_args()
 
     import lightning.pytorch as pl
@@ -104,8 +118,7 @@ def main() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.ERROR)
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), lightning "
           f"{pl.__version__}; {args.num_steps} steps, median of {args.repeats}")  # fmt: skip
-    ratios: dict[str, list[float]] = {}
-    verified: dict[str, list[float]] = {}
+    ratios: dict[str, dict[str, list[float]]] = {}
     for setting in args.settings:
         dataset, model, width, batch = SETTINGS[setting]
         options: dict[str, Any] = {"data_dir": args.data_dir, "download": False}
@@ -116,14 +129,20 @@ def main() -> None:
         net = create_model(model, dm.input_shape, dm.num_classes, width=width)
         initial = copy.deepcopy(net.state_dict())
         for name in args.optimizers:
-            mine, steps, theirs, their_steps, full = _time_case(dm, net, initial, name, args)
-            ratios.setdefault(setting, []).append(mine / theirs)
-            verified.setdefault(setting, []).append(full / theirs)
-            print(f"{setting:<11} {name:<9} sweep {mine:.3f} s ({steps} steps)  lightning "
-                  f"{theirs:.3f} s ({their_steps} steps)  ratio {mine / theirs:.2f}x  "
-                  f"verified (default) {full:.3f} s, ratio {full / theirs:.2f}x",
-                  flush=True)  # fmt: skip
-    for label, table in (("sweep alone", ratios), ("default (sweep + verification)", verified)):
+            case = _time_case(dm, net, initial, name, args)
+            theirs, their_steps = case.pop("lightning")
+            mine, steps = case["sweep"]
+            line = (f"{setting:<11} {name:<9} lightning {theirs:.3f} s ({their_steps} steps)"
+                    f"  sweep {mine:.3f} s ({steps} steps)")  # fmt: skip
+            for key, (seconds, _) in case.items():
+                ratios.setdefault(key, {}).setdefault(setting, []).append(seconds / theirs)
+                if key != "sweep":
+                    line += f"  {key} {seconds:.3f} s"
+            line += "  ratios " + ", ".join(
+                f"{key} {seconds / theirs:.2f}x" for key, (seconds, _) in case.items()
+            )
+            print(line, flush=True)
+    for label, table in ratios.items():
         every = [r for values in table.values() for r in values]
         for setting, values in table.items():
             print(f"{label}, {setting}: median ratio {statistics.median(values):.2f}x")

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -63,6 +64,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # Lightning's lr_find opens its own tqdm bar
 
@@ -73,6 +75,7 @@ import torch
 from lightning.pytorch.tuner import Tuner
 from torch import nn
 
+from lrtune import _verify, lr_range
 from lrtune.config import OptimizerConfig
 from lrtune.data import DigitsDataModule, MNISTDataModule
 from lrtune.finder import find_lr
@@ -93,20 +96,66 @@ LRTUNE_METHODS = ("steepest", "valley", "minimum", "bracket")
 # successive-halving rungs. Each ``-fit`` variant is its base variant's probes with the
 # winner refined between its neighbours (lrtune.lr_range.fit_probe, what probe_fit=True
 # does), computed from the recorded probes: same time, no second run.
-VERIFY_VARIANTS: dict[str, dict[str, Any]] = {
+# ``-grid``: candidates on the fixed log grid 10**(k/3) (probe_grid=True); ``-k2``: the
+# best 2 of 5 candidates go on to the second rung, not 3 (probe_keep=0.4). ``--variants``
+# picks which run (default: DEFAULT_VARIANTS). ``-grid-off``: the grid shifted by a quarter
+# step (10**((k + 1/4)/3)), which never meets this script's 2-per-decade evaluation grid:
+# a candidate equal to a grid LR shares that run's noise (regret exactly 0 at the grid
+# best), so ``-grid`` alone could look better than it is.
+ALL_VARIANTS: dict[str, dict[str, Any]] = {
     "p50": {"probe_steps": 50},
     "p32": {"probe_steps": 32},
     "r3-p48": {"probe_steps": 48, "probe_rungs": 3},
     "r3-p32": {"probe_steps": 32, "probe_rungs": 3},
+    "p50-grid": {"probe_steps": 50, "probe_grid": True},
+    "p50-grid-off": {"probe_steps": 50, "probe_grid": True, "grid_offset": 0.25},
+    "p50-k2": {"probe_steps": 50, "probe_keep": 0.4},
+    "p50-grid-k2": {"probe_steps": 50, "probe_grid": True, "probe_keep": 0.4},
+    "p50-reach2": {"probe_steps": 50, "probe_reach": 2.0},
+    "r3-p48-grid": {"probe_steps": 48, "probe_rungs": 3, "probe_grid": True},
+    "r3-p48-grid-off": {
+        "probe_steps": 48,
+        "probe_rungs": 3,
+        "probe_grid": True,
+        "grid_offset": 0.25,
+    },
+    "r3-p48-k2": {"probe_steps": 48, "probe_rungs": 3, "probe_keep": 0.4},
+    "r3-p48-grid-k2": {"probe_steps": 48, "probe_rungs": 3, "probe_grid": True, "probe_keep": 0.4},
 }
-FIT_VARIANTS = {f"{name}-fit": name for name in VERIFY_VARIANTS}
-FINDERS = (
-    *(f"lrtune:{m}" for m in LRTUNE_METHODS),
-    "lrtune:bracket-high",
-    *(f"lrtune:verified-{v}" for v in VERIFY_VARIANTS),
-    *(f"lrtune:verified-{v}" for v in FIT_VARIANTS),
-    "lightning",
-)
+DEFAULT_VARIANTS = ("p50", "p32", "r3-p48", "r3-p32", "p50-fit", "p32-fit", "r3-p48-fit",
+                    "r3-p32-fit")  # fmt: skip
+
+
+def _finders() -> tuple[str, ...]:
+    return (
+        *(f"lrtune:{m}" for m in LRTUNE_METHODS),
+        "lrtune:bracket-high",
+        *(f"lrtune:verified-{v}" for v in VERIFY_VARIANTS),
+        *(f"lrtune:verified-{v}" for v in FIT_VARIANTS),
+        "lightning",
+    )
+
+
+def choose_variants(names: Iterable[str]) -> None:
+    """Set the verified variants this run measures (a ``-fit`` name adds its base)."""
+    global VERIFY_VARIANTS, FIT_VARIANTS, FINDERS
+    runs: dict[str, dict[str, Any]] = {}
+    fits: dict[str, str] = {}
+    for name in names:
+        base = name.removesuffix("-fit")
+        if base not in ALL_VARIANTS:
+            raise SystemExit(f"unknown variant {name!r}; known: {', '.join(ALL_VARIANTS)} "
+                             "(each also with -fit)")  # fmt: skip
+        runs[base] = ALL_VARIANTS[base]
+        if name != base:
+            fits[name] = base
+    VERIFY_VARIANTS, FIT_VARIANTS = runs, fits
+    FINDERS = _finders()
+
+
+VERIFY_VARIANTS: dict[str, dict[str, Any]] = {}
+FIT_VARIANTS: dict[str, str] = {}
+FINDERS: tuple[str, ...] = ()
 OPTIMIZERS = ("momentum", "adam", "adamax", "rmsprop")
 NUM_CLASSES = 10
 CHANCE = 1.0 / NUM_CLASSES
@@ -296,12 +345,15 @@ def test_accuracy(module: ClassifierModule, dm: Any) -> tuple[float, bool]:
 def run_lrtune(case: Case, lo: float, hi: float, num_steps: int, **verify: Any) -> dict[str, Any]:
     module = case.module(get_optimizer_info(case.optimizer).lr_default)
     dm = case.datamodule()
+    offset = verify.pop("grid_offset", 0.0)  # no find_lr option: the benchmark's own probe
+    candidates = functools.partial(lr_range.probe_candidates, offset=offset)
     start, cpu = time.perf_counter(), time.process_time()
     try:
-        result = find_lr(
-            module, datamodule=dm, min_lr=lo / 10, max_lr=hi * 10, num_steps=num_steps,
-            verify=bool(verify), **verify,
-        )  # fmt: skip
+        with mock.patch.object(_verify, "probe_candidates", candidates):
+            result = find_lr(
+                module, datamodule=dm, min_lr=lo / 10, max_lr=hi * 10, num_steps=num_steps,
+                verify=bool(verify), **verify,
+            )  # fmt: skip
     except Exception as exc:  # recorded as a failure of every method, not a crash
         return {
             "seconds": time.perf_counter() - start,
@@ -663,11 +715,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "training code does not change between finder variants, so a rerun only trains at "
         "new LRs (reused runs are marked 'cached' in --out)",
     )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(DEFAULT_VARIANTS),
+        help=f"verified variants to run: {', '.join(ALL_VARIANTS)}, each also with -fit "
+        "(derived from its base's probes)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    choose_variants(args.variants)
     quiet()
     torch.set_num_threads(args.threads)
     settings = args.settings or list(QUICK_SETTINGS if args.quick else SETTINGS)
@@ -692,6 +752,7 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": seeds,
         "num_steps": args.num_steps,
         "grid_points_per_decade": GRID_POINTS_PER_DECADE,
+        "variants": args.variants,
         "data_dir": str(args.data_dir),
     }
     print(f"# {env['date']}  {env['cpu']}  torch {env['torch']}  lightning {env['lightning']}")

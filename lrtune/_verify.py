@@ -4,7 +4,7 @@ A range test changes the LR every step, a greedy short-horizon signal that favou
 are too small; short constant-LR probes are biased the other way. So a few candidate LRs
 from just under the sweep's suggestion up to its stability edge
 (:func:`~lrtune.lr_range.probe_candidates`) each train from the same weights, optimizer
-state and batches, are scored on held-out batches, and the better half trains on
+state and batches, are scored on held-out batches, and the best few train on
 (successive halving); the last rung's best (:func:`~lrtune.lr_range.pick_probe`, ties to
 the smaller LR) is the suggestion, refined between its neighbours when ``fit`` is on
 (:func:`~lrtune.lr_range.fit_probe`). The caller restores everything afterwards.
@@ -50,8 +50,11 @@ class ProbePlan:
         batches: Held-out batches each probe is scored on (default 8).
         reach: Candidates go up to this factor times the stability edge (default 1).
         rungs: Successive-halving rungs (default 2); rung ``i`` of ``R`` runs
-            ``steps / 2**(R-1-i)`` steps, and the better half of the candidates goes on.
+            ``steps / 2**(R-1-i)`` steps, and the best ``keep`` of the candidates go on.
         fit: Refine the winner between its neighbours (:func:`~lrtune.lr_range.fit_probe`).
+        keep: Fraction of a rung's candidates that go on to the next (rounded up, at least
+            2; default 0.4: the best 2 of 5).
+        grid: Candidates on the fixed log grid (see :func:`~lrtune.lr_range.probe_candidates`).
     """
 
     steps: int
@@ -60,6 +63,8 @@ class ProbePlan:
     reach: float = 1.0
     rungs: int = 2
     fit: bool = False
+    keep: float = 0.4
+    grid: bool = False
 
     def __post_init__(self) -> None:
         if self.count < 2 or self.batches < 1 or self.steps < 2 or self.rungs < 1:
@@ -69,6 +74,8 @@ class ProbePlan:
             )
         if self.reach < 1:
             raise ConfigError(f"probe_reach must be >= 1, got {self.reach!r}")
+        if not 0 < self.keep < 1:
+            raise ConfigError(f"probe_keep must be in (0, 1), got {self.keep!r}")
 
     def rung_steps(self) -> list[int]:
         """Cumulative steps at the end of each rung, increasing."""
@@ -116,8 +123,9 @@ def verify(
     """
     assert result.suggestion is not None
     candidates = probe_candidates(
-        result.lrs, result.smoothed, result.suggestion, count=plan.count, reach=plan.reach
-    )
+        result.lrs, result.smoothed, result.suggestion, count=plan.count, reach=plan.reach,
+        grid=plan.grid,
+    )  # fmt: skip
     snapshot.restore(trainer, module, loader)  # the probes see the sweep's batches
     ratios = group_ratios(optimizer)
     accumulate = max(1, int(trainer.accumulate_grad_batches))
@@ -134,7 +142,7 @@ def verify(
         last = rung == len(rungs) - 1
         scores = {}
         for lr in alive:
-            if lr in saved:  # the better half goes on from where its probe stopped
+            if lr in saved:  # the best go on from where its probe stopped
                 weights, state = saved.pop(lr)
                 module.load_state_dict(weights)
                 optimizer.load_state_dict(state)
@@ -159,7 +167,7 @@ def verify(
                     copy.deepcopy(optimizer.state_dict()),
                 )
         ranked = sorted((s, lr) for lr, s in scores.items() if math.isfinite(s))
-        alive = [lr for _, lr in ranked[: max(2, math.ceil(len(alive) / 2))]]
+        alive = [lr for _, lr in ranked[: max(2, math.ceil(len(alive) * plan.keep - 1e-9))]]
         saved = {lr: saved[lr] for lr in alive if lr in saved}  # the others are done
         if len(alive) < 2:
             break

@@ -115,7 +115,7 @@ class LRRangeTest(pl.Callback):
             :func:`~lrtune.lr_range.probe_candidates`), each from the same weights, optimizer
             state and batches, score each on held-out batches (the validation split when
             the datamodule has one, else training batches the probes did not use), keep
-            the better half and probe those longer (successive halving); the winner
+            the best (``probe_keep``) and probe those longer (successive halving); the winner
             becomes the suggestion (default ``True``; ``False`` gives the sweep's own
             answer, also kept in ``result.sweep_suggestion``). Only for
             ``target="constant"``: a one-cycle's peak LR is judged by the whole schedule
@@ -130,6 +130,10 @@ class LRRangeTest(pl.Callback):
         probe_fit: Refine the winner between its neighbouring candidates by a parabola
             through their held-out losses (default ``False``; see
             :func:`~lrtune.lr_range.fit_probe`).
+        probe_keep: Fraction of a rung's candidates that go on to the next rung (rounded
+            up, at least 2; default 0.4: the best 2 of 5).
+        probe_grid: Candidates on the fixed log grid ``10 ** (k / 3)`` rather than relative
+            to the sweep's suggestion (default ``False``).
 
     Example::
 
@@ -162,6 +166,8 @@ class LRRangeTest(pl.Callback):
         probe_reach: float = 1.0,
         probe_rungs: int = 2,
         probe_fit: bool = False,
+        probe_keep: float = 0.4,
+        probe_grid: bool = False,
     ) -> None:
         self._lrs = lr_sweep(min_lr, max_lr, num_steps, mode)
         if not 0.0 <= smoothing < 1.0:
@@ -193,6 +199,8 @@ class LRRangeTest(pl.Callback):
             reach=probe_reach,
             rungs=probe_rungs,
             fit=probe_fit,
+            keep=probe_keep,
+            grid=probe_grid,
         )
         self.result: LRFinderResult | None = None
 

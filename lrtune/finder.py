@@ -48,6 +48,8 @@ def find_lr(
     probe_reach: float = 1.0,
     probe_rungs: int = 2,
     probe_fit: bool = False,
+    probe_keep: float = 0.4,
+    probe_grid: bool = False,
 ) -> LRFinderResult:
     """Run Leslie Smith's LR range test on ``module`` and restore it afterwards.
 
@@ -87,6 +89,8 @@ def find_lr(
         probe_reach: How far above the sweep's stability edge candidates go (default 1).
         probe_rungs: Successive-halving rungs of the probes (default 2).
         probe_fit: Refine the winner between its neighbours (default ``False``).
+        probe_keep: Fraction of candidates kept per rung (default 0.4, rounded up).
+        probe_grid: Candidates on the fixed log grid ``10 ** (k / 3)`` (default ``False``).
 
     Returns:
         An :class:`~lrtune.lr_range.LRFinderResult`; ``suggestion`` is ``None`` (with
@@ -113,6 +117,8 @@ def find_lr(
         probe_reach=probe_reach,
         probe_rungs=probe_rungs,
         probe_fit=probe_fit,
+        probe_keep=probe_keep,
+        probe_grid=probe_grid,
     )
     kwargs: dict[str, Any] = {}
     if precision is not None:

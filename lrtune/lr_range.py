@@ -374,11 +374,15 @@ def probe_candidates(
     spacing: float = 1 / 3,
     below: int = 1,
     reach: float = 1.0,
+    grid: bool = False,
+    offset: float = 0.0,
 ) -> list[float]:
     """Constant LRs to verify a sweep's suggestion with: ``count`` LRs ``spacing`` decades
     apart, ``below`` of them under ``suggestion`` and the rest above it, none above
     ``reach`` times the stability edge (the LR where the smoothed loss was lowest: beyond
-    it the loss rose).
+    it the loss rose). With ``grid`` the candidates lie on the fixed log grid
+    ``10 ** ((k + offset) * spacing)`` (``suggestion`` rounded to its nearest point first),
+    so that runs whose sweeps differ a little probe the same LRs.
 
     A range test changes the LR every step and favours LRs that are too small (a greedy,
     short-horizon signal); short constant-LR probes are biased the other way, so the
@@ -392,7 +396,12 @@ def probe_candidates(
     finite = [(s, lr) for lr, s in zip(lrs, smoothed, strict=False) if math.isfinite(s)]
     edge = min(finite)[1] if finite else suggestion
     edge = max(edge * reach, suggestion)
-    out = [suggestion * 10 ** (spacing * k) for k in range(-below, count - below)]
+    if grid:
+        k = round(math.log10(suggestion) / spacing - offset)
+        anchor = 10 ** (spacing * (k + offset))
+    else:
+        anchor = suggestion
+    out = [anchor * 10 ** (spacing * k) for k in range(-below, count - below)]
     kept = [lr for lr in out if lr <= edge * (1 + 1e-9)]
     return kept if len(kept) >= 2 else out[: below + 2]
 

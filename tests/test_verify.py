@@ -47,6 +47,20 @@ def test_candidates_are_spaced_around_and_above_and_stop_at_the_edge() -> None:
         probe_candidates(lrs, smoothed, 0.05, count=0)
 
 
+def test_grid_candidates_are_the_same_for_nearby_suggestions() -> None:
+    lrs = [10 ** (-4 + 0.05 * i) for i in range(81)]
+    smoothed = [abs(math.log10(lr) + 0.5) for lr in lrs]  # the edge at 0.316
+    grid = [10 ** (k / 3) for k in (-7, -6, -5, -4, -3)]  # 4.6e-3 .. 0.1
+    for suggestion in (0.0085, 0.01, 0.0121):  # within a sixth of a decade of 0.01
+        out = probe_candidates(lrs, smoothed, suggestion, count=5, grid=True)
+        assert out == pytest.approx(grid)
+    # the offset shifts the grid by that many steps, so it can avoid a given set of LRs
+    shifted = probe_candidates(lrs, smoothed, 0.01, count=5, grid=True, offset=0.25)
+    assert shifted == pytest.approx([10 ** ((k + 0.25) / 3) for k in (-7, -6, -5, -4, -3)])
+    # relative candidates follow the suggestion
+    assert probe_candidates(lrs, smoothed, 0.0121, count=5)[1] == pytest.approx(0.0121)
+
+
 def test_the_lowest_held_out_loss_wins_ties_go_to_the_smaller_lr() -> None:
     assert pick_probe({0.01: 0.50, 0.03: 0.40, 0.1: 0.45}) == 0.03
     assert pick_probe({0.01: 0.401, 0.03: 0.400, 0.1: 0.9}, tolerance=0.01) == 0.01
@@ -92,12 +106,27 @@ def test_rungs_halve_the_steps_and_the_candidates() -> None:
     )  # fmt: skip
     per_rung = {s: [p for p in result.probes if p["steps"] == s] for s in (4.0, 8.0, 16.0)}
     counts = [len(v) for v in per_rung.values()]
-    assert counts[0] >= 2 and counts[1] <= max(2, math.ceil(counts[0] / 2))
-    assert counts[2] <= max(2, math.ceil(counts[1] / 2)) and counts[2] >= 1
+    assert counts[0] >= 2 and counts[1] <= max(2, math.ceil(counts[0] * 0.4))
+    assert counts[2] <= max(2, math.ceil(counts[1] * 0.4)) and counts[2] >= 1
     winner = pick_probe({p["lr"]: p["loss"] for p in per_rung[16.0]})
     assert winner is not None
     assert result.suggestion == fit_probe(result.probes, winner)
     assert "fitted" in result.reason
+
+
+def test_keep_sets_how_many_candidates_go_on() -> None:
+    def second_rung(keep: float) -> tuple[int, int]:
+        result = find_lr(
+            _module("adam"), datamodule=DigitsDataModule(batch_size=64), min_lr=1e-5,
+            max_lr=1.0, num_steps=40, probe_steps=8, probe_keep=keep, probe_grid=True,
+        )  # fmt: skip
+        first = [p for p in result.probes if p["steps"] == 4.0]
+        return len(first), len(result.probes) - len(first)
+
+    few, many = second_rung(0.4), second_rung(0.7)
+    assert few[0] == many[0] >= 4  # the same candidates
+    assert few[1] == max(2, math.ceil(few[0] * 0.4)) and many[1] == math.ceil(many[0] * 0.7)
+    assert many[1] > few[1]
 
 
 def test_find_lr_verifies_with_successive_halving_and_restores_everything() -> None:
@@ -117,7 +146,7 @@ def test_find_lr_verifies_with_successive_halving_and_restores_everything() -> N
     last = [p for p in result.probes if p["steps"] == 16]
     candidates = probe_candidates(plain.lrs, plain.smoothed, plain.suggestion)  # type: ignore[arg-type]
     assert [p["lr"] for p in first] == candidates
-    assert 2 <= len(last) <= math.ceil(len(first) / 2) + 1
+    assert 2 <= len(last) <= max(2, math.ceil(len(first) * 0.4))
     ranked = sorted((p["loss"], p["lr"]) for p in first)
     assert {p["lr"] for p in last} == {lr for _, lr in ranked[: len(last)]}
     assert result.suggestion == pick_probe({p["lr"]: p["loss"] for p in last})
@@ -179,7 +208,9 @@ def test_probes_round_trip_and_show_on_the_plot() -> None:
      ({"probe_batches": 0}, "probe_batches >= 1"),
      ({"probe_steps": 1}, "probe_steps >= 2"),
      ({"probe_rungs": 0}, "probe_rungs >= 1"),
-     ({"probe_reach": 0.5}, "probe_reach must be >= 1")],
+     ({"probe_reach": 0.5}, "probe_reach must be >= 1"),
+     ({"probe_keep": 1.0}, "probe_keep must be in"),
+     ({"probe_keep": 0}, "probe_keep must be in")],
 )  # fmt: skip
 def test_bad_probe_settings(kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
