@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_lr_finder import ALL_VARIANTS as VARIANTS  # noqa: E402  (the same variants)
+from bench_lr_finder import candidate_rule  # noqa: E402
 
 SETTINGS = {  # name: (dataset, model, width, batch)
     "digits-mlp": ("digits", "mlp", 128, 64),
@@ -60,10 +61,12 @@ def _time_case(dm: Any, net: Any, initial: dict, name: str, args: argparse.Names
 
     def ours(verify: bool, **options: Any) -> tuple[float, int]:
         m = module()
+        options = dict(options)
         start = time.perf_counter()
-        result = find_lr(
-            m, datamodule=dm, num_steps=args.num_steps, verify=verify, **bounds, **options
-        )
+        with candidate_rule(options):
+            result = find_lr(
+                m, datamodule=dm, num_steps=args.num_steps, verify=verify, **bounds, **options
+            )
         return time.perf_counter() - start, len(result.lrs)
 
     def lightning() -> tuple[float, int]:
@@ -100,9 +103,8 @@ def main() -> None:
     parser.add_argument("--optimizers", nargs="+", default=["adam", "momentum"])
     parser.add_argument("--num-steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
-    timed = [v for v, options in VARIANTS.items() if "grid_offset" not in options]
     parser.add_argument(
-        "--variants", nargs="*", default=[], choices=timed,
+        "--variants", nargs="*", default=[], choices=list(VARIANTS),
         help="verification variants of bench_lr_finder.py to time beside the default",
     )  # fmt: skip
     args = parser.parse_args()

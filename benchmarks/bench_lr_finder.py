@@ -101,7 +101,8 @@ LRTUNE_METHODS = ("steepest", "valley", "minimum", "bracket")
 # picks which run (default: DEFAULT_VARIANTS). ``-grid-off``: the grid shifted by a quarter
 # step (10**((k + 1/4)/3)), which never meets this script's 2-per-decade evaluation grid:
 # a candidate equal to a grid LR shares that run's noise (regret exactly 0 at the grid
-# best), so ``-grid`` alone could look better than it is.
+# best), so ``-grid`` alone could look better than it is. ``-b0``: no candidate below the
+# sweep's suggestion (probe_candidates(below=0)).
 ALL_VARIANTS: dict[str, dict[str, Any]] = {
     "p50": {"probe_steps": 50},
     "p32": {"probe_steps": 32},
@@ -112,6 +113,7 @@ ALL_VARIANTS: dict[str, dict[str, Any]] = {
     "p50-k2": {"probe_steps": 50, "probe_keep": 0.4},
     "p50-grid-k2": {"probe_steps": 50, "probe_grid": True, "probe_keep": 0.4},
     "p50-reach2": {"probe_steps": 50, "probe_reach": 2.0},
+    "p50-k2-b0": {"probe_steps": 50, "probe_keep": 0.4, "below": 0},
     "r3-p48-grid": {"probe_steps": 48, "probe_rungs": 3, "probe_grid": True},
     "r3-p48-grid-off": {
         "probe_steps": 48,
@@ -342,14 +344,23 @@ def test_accuracy(module: ClassifierModule, dm: Any) -> tuple[float, bool]:
 
 
 # --------------------------------------------------------------------------- finders
+def candidate_rule(options: dict[str, Any]) -> Any:
+    """A context in which the probes use the candidate rule of a variant's ``grid_offset``
+    and ``below`` (keys popped from ``options``): no ``find_lr`` options, these variants
+    swap the candidate function (lrtune.lr_range.probe_candidates) for the call."""
+    rule = {k: options.pop(k) for k in ("grid_offset", "below") if k in options}
+    if "grid_offset" in rule:
+        rule["offset"] = rule.pop("grid_offset")
+    candidates = functools.partial(lr_range.probe_candidates, **rule)
+    return mock.patch.object(_verify, "probe_candidates", candidates)
+
+
 def run_lrtune(case: Case, lo: float, hi: float, num_steps: int, **verify: Any) -> dict[str, Any]:
     module = case.module(get_optimizer_info(case.optimizer).lr_default)
     dm = case.datamodule()
-    offset = verify.pop("grid_offset", 0.0)  # no find_lr option: the benchmark's own probe
-    candidates = functools.partial(lr_range.probe_candidates, offset=offset)
     start, cpu = time.perf_counter(), time.process_time()
     try:
-        with mock.patch.object(_verify, "probe_candidates", candidates):
+        with candidate_rule(verify):
             result = find_lr(
                 module, datamodule=dm, min_lr=lo / 10, max_lr=hi * 10, num_steps=num_steps,
                 verify=bool(verify), **verify,

@@ -1,8 +1,8 @@
-"""The range test's verification stage: short constant-LR probes around the sweep's answer.
+"""The range test's verification stage: short constant-LR probes from the sweep's answer up.
 
 A range test changes the LR every step, a greedy short-horizon signal that favours LRs that
 are too small; short constant-LR probes are biased the other way. So a few candidate LRs
-from just under the sweep's suggestion up to its stability edge
+from the sweep's suggestion up to its stability edge
 (:func:`~lrtune.lr_range.probe_candidates`) each train from the same weights, optimizer
 state and batches, are scored on held-out batches, and the best few train on
 (successive halving); the last rung's best (:func:`~lrtune.lr_range.pick_probe`, ties to

@@ -111,7 +111,7 @@ class LRRangeTest(pl.Callback):
         stop_after: Stop ``fit`` after the test (what :func:`~lrtune.find_lr` uses).
         label: Name for the result (plots, tables).
         verify: After the sweep, train short constant-LR probes at a few candidate LRs
-            around and above the sweep's suggestion (see
+            at and above the sweep's suggestion (see
             :func:`~lrtune.lr_range.probe_candidates`), each from the same weights, optimizer
             state and batches, score each on held-out batches (the validation split when
             the datamodule has one, else training batches the probes did not use), keep

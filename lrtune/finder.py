@@ -80,7 +80,7 @@ def find_lr(
         callbacks: Extra callbacks for the Trainer.
         update_attr: Set this attribute of ``module`` (e.g. ``"lr"``) to the suggestion.
         label: Name for the result (plots, tables).
-        verify: Check the sweep's suggestion with short constant-LR probes around and
+        verify: Check the sweep's suggestion with short constant-LR probes at and
             above it, scored on held-out batches (the datamodule's validation split when
             it has one); the winner becomes the suggestion and ``result.probes`` records
             them (default ``True``; ``False``: the sweep's answer alone; see

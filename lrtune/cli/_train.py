@@ -170,7 +170,7 @@ def find_lr_command(
         typer.Option(
             "--verify/--no-verify",
             help=(
-                "Check each suggestion with short constant-LR probes around and above it, "
+                "Check each suggestion with short constant-LR probes at and above it, "
                 "scored on held-out batches; the winner becomes the suggestion (default on; "
                 "--no-verify: the sweep's own suggestion, about half the time)."
             ),
