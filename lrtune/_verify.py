@@ -176,7 +176,7 @@ def verify(
         kept = f"{result.reason}; verification: every probe diverged, the sweep's LR kept"
         return replace(result, probes=probes, reason=kept)
     chosen = fit_probe(probes, winner) if plan.fit else winner
-    log.info("LR range test: verified %s over %d probes (sweep said %s)",
+    log.info("LR range test: verified %.3g over %d probes (sweep said %.3g)",
              chosen, len(probes), result.suggestion)  # fmt: skip
     return replace(
         result, suggestion=chosen, probes=probes,

@@ -274,7 +274,8 @@ class LRRangeTest(pl.Callback):
         self.result = result
         log.info(
             "LR range test: %d steps, %s; suggestion %s",
-            len(lrs), stop_reason or "no divergence", self.result.suggestion,
+            len(lrs), stop_reason or "no divergence",
+            "none" if result.suggestion is None else f"{result.suggestion:.3g}",
         )  # fmt: skip
         if self._apply and self.result.suggestion is not None:
             apply_lr(trainer, optimizer, self.result.suggestion)
