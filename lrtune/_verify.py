@@ -180,6 +180,7 @@ def verify(
              chosen, len(probes), result.suggestion)  # fmt: skip
     return replace(
         result, suggestion=chosen, probes=probes,
-        reason=f"{result.method} method, verified by {len(candidates)} constant-LR probes "
-        f"({rungs[-1]} steps, held-out loss{', fitted' if plan.fit else ''})",
+        reason=f"{result.method} method, verified by {len(candidates)} candidate LRs "
+        f"({len(probes)} constant-LR probes of up to {rungs[-1]} steps, held-out loss"
+        f"{', fitted' if plan.fit else ''})",
     )  # fmt: skip

@@ -232,8 +232,17 @@ def test_find_lr_table(capsys: pytest.CaptureFixture[str]) -> None:
     )  # fmt: skip
     assert code == 0, err
     lines = out.strip().splitlines()
-    assert lines[0].split() == ["optimizer", "suggestion", "bracket", "min", "loss", "steps"]
-    assert lines[1].startswith("momentum")
+    assert lines[0].split() == [
+        "optimizer", "suggestion", "sweep", "bracket", "min", "loss", "steps", "probes"
+    ]  # fmt: skip
+    cells = lines[1].split()
+    assert cells[0] == "momentum" and int(cells[-1]) >= 2  # verified by default
+    code, out, err = _run(
+        capsys, "find-lr", "--optimizers", "momentum", "--num-steps", "30",
+        "--min-lr", "1e-4", "--max-lr", "1", "--no-verify",
+    )  # fmt: skip
+    plain = out.strip().splitlines()[1].split()
+    assert code == 0 and plain[-1] == "0" and plain[1] == plain[2] == cells[2]
 
 
 FIND_LR_BAD = [

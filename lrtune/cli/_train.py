@@ -180,8 +180,9 @@ def find_lr_command(
 ) -> None:
     """LR range test per optimizer, same initial weights and data order: suggestions compared.
 
-    Prints a table (optimizer, suggested LR, bracket of LRs where the loss falls well, lowest
-    loss, steps run). With --json the last line is {"results": [{"optimizer", "suggestion",
+    Prints a table (optimizer, suggested LR, the sweep's own suggestion before the
+    verification, bracket of LRs where the loss falls well, lowest loss, steps run,
+    verification probes). With --json the last line is {"results": [{"optimizer", "suggestion",
     "bracket", ...}, ...]}.
 
     Example: lrtune find-lr --dataset mnist --data-dir DIR --model cnn --optimizers sgd,adam
@@ -247,14 +248,14 @@ def find_lr_command(
             rows.append({"optimizer": r.label, **{k: v for k, v in row.items() if k != "label"}})
         _emit_json({"results": rows, "out": str(out) if out else None})
         return
-    header = f"{'optimizer':<10} {'suggestion':>10} {'bracket':>21} {'min loss':>9} {'steps':>6}"
+    header = (f"{'optimizer':<10} {'suggestion':>10} {'sweep':>10} {'bracket':>21} "
+              f"{'min loss':>9} {'steps':>6} {'probes':>6}")  # fmt: skip
     print(header)
     for r in results:
         bracket = f"{_fmt_lr(r.bracket[0])} - {_fmt_lr(r.bracket[1])}" if r.bracket else "-"
         min_loss = f"{r.min_loss:.4g}" if r.min_loss is not None else "-"
-        print(
-            f"{r.label:<10} {_fmt_lr(r.suggestion):>10} {bracket:>21} {min_loss:>9} {len(r.lrs):>6}"
-        )
+        print(f"{r.label:<10} {_fmt_lr(r.suggestion):>10} {_fmt_lr(r.sweep_suggestion):>10} "
+              f"{bracket:>21} {min_loss:>9} {len(r.lrs):>6} {len(r.probes):>6}")  # fmt: skip
         if r.suggestion is None:
             print(f"{'':<10} {r.reason}")
     if out is not None:
