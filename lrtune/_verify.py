@@ -142,7 +142,7 @@ def verify(
         last = rung == len(rungs) - 1
         scores = {}
         for lr in alive:
-            if lr in saved:  # the best go on from where its probe stopped
+            if lr in saved:  # the best go on from where their probes stopped
                 weights, state = saved.pop(lr)
                 module.load_state_dict(weights)
                 optimizer.load_state_dict(state)
