@@ -61,7 +61,6 @@ def _time_case(dm: Any, net: Any, initial: dict, name: str, args: argparse.Names
 
     def ours(verify: bool, **options: Any) -> tuple[float, int]:
         m = module()
-        options = dict(options)
         start = time.perf_counter()
         with candidate_rule(options):
             result = find_lr(
