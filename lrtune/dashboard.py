@@ -20,7 +20,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from lrtune.artifacts import ATTR_ARTIFACTS, artifact_dir_for, artifact_store, check_artifact_dir
 from lrtune.errors import ConfigError
-from lrtune.storage import DEFAULT_STORAGE, mask_url, open_existing_storage
+from lrtune.storage import DEFAULT_STORAGE, closing_storage, mask_url, open_existing_storage
 
 if TYPE_CHECKING:
     import optuna
@@ -104,6 +104,21 @@ def dashboard_server(
         ConfigError: The storage does not exist or cannot be opened, or the port is taken.
     """
     storage = open_existing_storage(storage_url)
+    with (
+        closing_storage(storage),
+        _bound_server(storage, storage_url, host, port, artifacts) as server,
+    ):
+        yield server
+
+
+@contextlib.contextmanager
+def _bound_server(
+    storage: optuna.storages.BaseStorage,
+    storage_url: str | None,
+    host: str,
+    port: int,
+    artifacts: str | Path | None,
+) -> Iterator[WSGIServer]:
     folder = Path(artifacts) if artifacts is not None else _default_artifacts(storage, storage_url)
     check_artifact_dir(folder)
     server_class = _ThreadingServer6 if ":" in host else _ThreadingServer

@@ -8,10 +8,13 @@ through it without loading the study runner.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import optuna
 
@@ -21,6 +24,8 @@ __all__ = [
     "DEFAULT_STORAGE",
     "LOCK_SUFFIX",
     "check_target",
+    "close_storage",
+    "closing_storage",
     "is_lock_study",
     "load_study",
     "mask_url",
@@ -76,6 +81,55 @@ def _with_driver(url: str) -> str:
     return url
 
 
+class _RDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDBStorage that closes its connections when it fails to open.
+
+    ``RDBStorage.__init__`` makes its engine, then connects (to create or check Optuna's
+    tables); when that fails (no server, a racing worker, an old schema), the engine and any
+    connection it opened were left to the garbage collector.
+    """
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        try:
+            super().__init__(url, **kwargs)
+        except BaseException:
+            engine = getattr(self, "engine", None)
+            if engine is not None:
+                engine.dispose()
+            raise
+
+
+def close_storage(storage: optuna.storages.BaseStorage | optuna.Study) -> None:
+    """Close the database connections a storage (or a study's storage) holds in this process.
+
+    lrtune calls this when a search, ``lrtune best``, ``lrtune report`` or the dashboard is
+    done with a storage it opened, so a worker or a notebook does not pile up connections.
+    The storage stays usable: reading the study again opens a connection, which a second
+    call closes. Journal files and in-memory storages hold nothing open (nothing to do).
+
+    Args:
+        storage: An Optuna storage, or a study (its storage is closed).
+    """
+    if isinstance(storage, optuna.Study):
+        storage = storage._storage  # Optuna has no public accessor for a study's storage
+    backend = getattr(storage, "_backend", storage)  # Optuna's cache around an RDBStorage
+    if isinstance(backend, optuna.storages.RDBStorage):
+        backend.remove_session()
+        backend.engine.dispose()
+
+
+_Closable = TypeVar("_Closable", optuna.storages.BaseStorage, optuna.Study)
+
+
+@contextlib.contextmanager
+def closing_storage(storage: _Closable) -> Iterator[_Closable]:
+    """``with closing_storage(load_study(url)) as study:``: :func:`close_storage` on exit."""
+    try:
+        yield storage
+    finally:
+        close_storage(storage)
+
+
 def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     """An RDBStorage with Optuna's heartbeat (trials of dead workers failed and retried).
 
@@ -88,7 +142,7 @@ def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
         try:
             with warnings.catch_warnings():  # heartbeats are marked experimental
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
+                return _RDBStorage(
                     url,
                     heartbeat_interval=60,
                     grace_period=180,
@@ -252,11 +306,24 @@ def open_existing_storage(url: str | None) -> optuna.storages.BaseStorage:
 def load_study(url: str | None, study_name: str | None = None) -> optuna.Study:
     """Load an existing study; with no name, the storage's only study.
 
+    The study's database connections stay open while you use it: :func:`close_storage`
+    closes them (they are closed already when this raises).
+
     Raises:
         ConfigError: The storage is missing, has no such study, or (with no name) holds
             none or several (the message lists them).
     """
     storage = open_existing_storage(url)
+    try:
+        return _load_study(storage, url, study_name)
+    except BaseException:
+        close_storage(storage)
+        raise
+
+
+def _load_study(
+    storage: optuna.storages.BaseStorage, url: str | None, study_name: str | None
+) -> optuna.Study:
     shown = mask_url(url or DEFAULT_STORAGE)
     names = [n for n in optuna.study.get_all_study_names(storage) if not is_lock_study(n)]
     if study_name is None:

@@ -4,12 +4,36 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(autouse=True)
+def _closes_its_connections(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test that leaves a database connection open (tests/leaks.py, issue 26).
+
+    Autouse, so it is set up first and torn down last: after the test's own fixtures
+    (``postgres_url`` and the like) have had their chance to close what they opened.
+    """
+    from tests import leaks
+
+    leaks.install()
+    start = leaks.mark()
+    yield
+    leaked = leaks.leaked_since(start)
+    if leaked:
+        leaks.close_quietly(leaked)
+        kinds = ", ".join(sorted({leaks.describe(c) for c in leaked}))
+        pytest.fail(
+            f"{request.node.nodeid} left {len(leaked)} database connection(s) open ({kinds}): "
+            "close them, or dispose of the engine or Optuna RDBStorage that holds them",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -119,8 +143,6 @@ def finished_study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object
 
 # --- Real databases (PostgreSQL, MariaDB/MySQL) for Optuna RDB storages: see tests/dbs.py ---
 # Self-contained block: it imports what it needs itself (tests.dbs inside the fixtures).
-
-from collections.abc import Iterator  # noqa: E402
 
 
 @pytest.fixture

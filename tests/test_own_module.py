@@ -19,7 +19,7 @@ import yaml
 from lrtune.config import StudyConfig, TrainConfig, study_config_from
 from lrtune.errors import ConfigError
 from lrtune.optimizers import get_optimizer_info
-from lrtune.study import load_study, search
+from lrtune.study import closing_storage, load_study, search
 from lrtune.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -309,8 +309,10 @@ def _opened_by_optuna(url: str, tmp_path: Path) -> None:
          "space": {"optimizers": ["adam"], "lr": {"low": 1e-3, "high": 1e-2}}}
     )  # fmt: skip
     search(config, progress=None, publish=False)
-    study = optuna.load_study(study_name="plain", storage=url)
-    assert len(study.trials) == 2
+    # optuna's own RDBStorage for the plain URL (psycopg 3 / mysqlclient): closed here, or its
+    # connection would be left for the garbage collector to close in some later test
+    with closing_storage(optuna.load_study(study_name="plain", storage=url)) as study:
+        assert len(study.trials) == 2
     listed = subprocess.run(
         [str(Path(sys.executable).parent / "optuna"), "trials", "--study-name", "plain",
          "--storage", url, "-f", "json"],

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from lrtune.config import StudyConfig
 from lrtune.errors import StudyFailedError
-from lrtune.study import open_storage, search
+from lrtune.study import closing_storage, open_storage, search
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -62,28 +62,29 @@ def _finish(proc: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str
 
 
 def _check_study(storage: str, stderr: str, n_trials: int = 12) -> list[optuna.trial.FrozenTrial]:
-    study = optuna.load_study(study_name="parallel", storage=open_storage(storage))
-    trials = study.get_trials(deepcopy=False)
-    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    # exactly n_trials finished, none left running; with pruner none, a trial ends pruned
-    # only when it diverges (parallel workers sample at random, so one may)
-    assert len(finished) == n_trials, [(t.number, t.state.name) for t in trials]
-    pruned = [t for t in finished if t.state == TrialState.PRUNED]
-    assert all("diverged" in t.user_attrs for t in pruned), [t.user_attrs for t in pruned]
-    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    # the only other trials are ones ended unrun because n_trials was reached
-    others = [t for t in trials if t not in finished]
-    assert all("surplus" in t.user_attrs for t in others), [t.user_attrs for t in others]
-    complete = [t for t in finished if t.state == TrialState.COMPLETE]
-    assert len({t.number for t in trials}) == len(trials)
-    # workers with distinct samplers: no two trials with the same parameters
-    assert len({tuple(sorted(t.params.items())) for t in finished}) == n_trials
-    # the range tests ran once for the whole study, and their record is in it
-    assert stderr.count(RANGE_TEST_LINE) == 1, stderr[-4000:]
-    assert set(study.user_attrs["lrtune.lr_auto"]) == {"sgd", "adam"}
-    names = optuna.study.get_all_study_names(open_storage(storage))
-    assert not [n for n in names if n.endswith(".lrtune-lock")]
-    return complete
+    with closing_storage(open_storage(storage)) as opened:
+        study = optuna.load_study(study_name="parallel", storage=opened)
+        trials = study.get_trials(deepcopy=False)
+        finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        # exactly n_trials finished, none left running; with pruner none, a trial ends pruned
+        # only when it diverges (parallel workers sample at random, so one may)
+        assert len(finished) == n_trials, [(t.number, t.state.name) for t in trials]
+        pruned = [t for t in finished if t.state == TrialState.PRUNED]
+        assert all("diverged" in t.user_attrs for t in pruned), [t.user_attrs for t in pruned]
+        assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+        # the only other trials are ones ended unrun because n_trials was reached
+        others = [t for t in trials if t not in finished]
+        assert all("surplus" in t.user_attrs for t in others), [t.user_attrs for t in others]
+        complete = [t for t in finished if t.state == TrialState.COMPLETE]
+        assert len({t.number for t in trials}) == len(trials)
+        # workers with distinct samplers: no two trials with the same parameters
+        assert len({tuple(sorted(t.params.items())) for t in finished}) == n_trials
+        # the range tests ran once for the whole study, and their record is in it
+        assert stderr.count(RANGE_TEST_LINE) == 1, stderr[-4000:]
+        assert set(study.user_attrs["lrtune.lr_auto"]) == {"sgd", "adam"}
+        names = optuna.study.get_all_study_names(opened)
+        assert not [n for n in names if n.endswith(".lrtune-lock")]
+        return complete
 
 
 def _run_parallel(storage: str, tmp_path: Path) -> None:
@@ -221,10 +222,12 @@ def test_password_in_the_url_is_never_shown(
     assert main(["search", str(study_file), "--storage", url]) == 0
     assert main(["report", "--storage", url, "--out", str(out_report)]) == 0
     printed = capsys.readouterr()
-    study = optuna.load_study(study_name="parallel", storage=open_storage(url))
-    shown = [printed.out, printed.err, str(study.user_attrs), get_note(study),
-             out_report.read_text()]  # fmt: skip
+    with closing_storage(open_storage(url)) as opened:
+        study = optuna.load_study(study_name="parallel", storage=opened)
+        shown = [printed.out, printed.err, str(study.user_attrs), get_note(study),
+                 out_report.read_text()]  # fmt: skip
+        stored = study.user_attrs["lrtune.study_config"]["storage"]
     for text in shown:
         assert secret not in text
     assert "postgres:***@" in printed.out
-    assert "postgres:***@" in study.user_attrs["lrtune.study_config"]["storage"]
+    assert "postgres:***@" in stored

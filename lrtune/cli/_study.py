@@ -95,14 +95,21 @@ def search_command(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if not quiet:
         _log_to_stderr()
-    from lrtune.study import best_config, search
+    from lrtune.storage import closing_storage
+    from lrtune.study import search
 
     out = best_out or Path(f"best-{config.name}.yaml")
     study = search(
         study_file, overrides=overrides, progress=None if quiet else sys.stderr, best_out=out,
         workers=workers,
     )  # fmt: skip
-    from lrtune.study import DEFAULT_STORAGE, mask_url
+    with closing_storage(study):
+        _print_searched(study, config, out, json_out)
+
+
+def _print_searched(study: Any, config: Any, out: Path, json_out: bool) -> None:
+    """What ``lrtune search`` prints at the end (after the summary)."""
+    from lrtune.study import DEFAULT_STORAGE, best_config, mask_url
 
     storage_shown = mask_url(config.storage or DEFAULT_STORAGE)
     written = out if out.exists() and any(t.value is not None for t in study.trials) else None
@@ -137,10 +144,17 @@ def best_command(
     """Print a study's best value, params and resolved configuration."""
     import optuna
 
-    from lrtune.study import best_config, load_study, trials_with_tests
+    from lrtune.storage import closing_storage
+    from lrtune.study import load_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = load_study(storage, study_name)
+    with closing_storage(load_study(storage, study_name)) as study:
+        _print_best(study, json_out)
+
+
+def _print_best(study: Any, json_out: bool) -> None:
+    from lrtune.study import best_config, trials_with_tests
+
     study_name = study.study_name
     config = best_config(study)
     trial = study.best_trial
@@ -192,17 +206,18 @@ def report_command(
     import optuna
 
     from lrtune.report import write_report
+    from lrtune.storage import closing_storage
     from lrtune.study import DEFAULT_STORAGE, load_study, mask_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if out.is_dir():
         raise LrtuneError(f"--out: {out} is a folder; give an .html file name")
-    study = load_study(storage, study_name)
-    try:
-        path = write_report(study, out, storage=mask_url(storage or DEFAULT_STORAGE), top=top)
-    except OSError as error:
-        raise LrtuneError(f"--out: cannot write {out} ({error.strerror or error})") from None
-    trials = len(study.get_trials(deepcopy=False))
+    with closing_storage(load_study(storage, study_name)) as study:
+        try:
+            path = write_report(study, out, storage=mask_url(storage or DEFAULT_STORAGE), top=top)
+        except OSError as error:
+            raise LrtuneError(f"--out: cannot write {out} ({error.strerror or error})") from None
+        trials = len(study.get_trials(deepcopy=False))
     print(f"report: {path} (study {study.study_name}, {trials} trials)")
 
 

@@ -31,6 +31,8 @@ from lrtune.hooks import SearchCallback
 from lrtune.results import best_config, trials_with_tests
 from lrtune.storage import (
     DEFAULT_STORAGE,
+    close_storage,
+    closing_storage,
     load_study,
     mask_url,
     open_existing_storage,
@@ -44,6 +46,8 @@ __all__ = [
     "DEFAULT_STORAGE",
     "SearchCallback",
     "best_config",
+    "close_storage",
+    "closing_storage",
     "create_pruner",
     "create_sampler",
     "load_study",

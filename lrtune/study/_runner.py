@@ -26,7 +26,7 @@ from lrtune.errors import ConfigError, StudyFailedError
 from lrtune.hooks import SearchCallback
 from lrtune.results import ATTR_CONFIG, finished_count
 from lrtune.space import default_params, lr_ranges
-from lrtune.storage import DEFAULT_STORAGE, mask_url, open_storage
+from lrtune.storage import DEFAULT_STORAGE, close_storage, mask_url, open_storage
 from lrtune.study import _coordination as coord
 from lrtune.study._auto_lr import auto_lr
 from lrtune.study._factories import create_pruner, create_sampler
@@ -108,9 +108,18 @@ def _enqueue_defaults(
     study.set_user_attr(_ATTR_ENQUEUED, True)
 
 
-def open_study(config: StudyConfig) -> optuna.Study:
-    """Create or load the study and check it was made with the same configuration."""
-    storage = open_storage(config.storage)
+def open_study(
+    config: StudyConfig, storage: optuna.storages.BaseStorage | None = None
+) -> optuna.Study:
+    """Create or load the study and check it was made with the same configuration.
+
+    Args:
+        config: The validated study.
+        storage: The opened storage (default: open ``config.storage``; the caller closes
+            it with :func:`lrtune.storage.close_storage`).
+    """
+    if storage is None:
+        storage = open_storage(config.storage)
     study = optuna.create_study(
         storage=storage,
         sampler=create_sampler(config),
@@ -216,6 +225,7 @@ def run_worker(
     progress: TextIO | None,
     callbacks: Sequence[SearchCallback | TrialCallback] = (),
     tag: str = "",
+    storage: optuna.storages.BaseStorage | None = None,
 ) -> optuna.Study:
     """One worker: the study's set-up (under the set-up lock), then trials.
 
@@ -227,10 +237,32 @@ def run_worker(
         callbacks: :class:`~lrtune.hooks.SearchCallback` hooks and plain Optuna trial
             callbacks, called in order.
         tag: Prefix of this worker's progress lines (``"w0 "``, ...).
+        storage: The opened storage, which the caller closes (default: open
+            ``config.storage`` and close its connections before returning).
     """
+    if storage is not None:
+        return _run_worker(config, storage, module_factory, datamodule_factory, progress,
+                           callbacks, tag)  # fmt: skip
+    opened = open_storage(config.storage)
+    try:
+        return _run_worker(config, opened, module_factory, datamodule_factory, progress,
+                           callbacks, tag)  # fmt: skip
+    finally:
+        close_storage(opened)
+
+
+def _run_worker(
+    config: StudyConfig,
+    storage: optuna.storages.BaseStorage,
+    module_factory: Callable[[TrainConfig], pl.LightningModule] | None,
+    datamodule_factory: Callable[[TrainConfig], pl.LightningDataModule] | None,
+    progress: TextIO | None,
+    callbacks: Sequence[SearchCallback | TrialCallback],
+    tag: str,
+) -> optuna.Study:
     hooks = [c for c in callbacks if isinstance(c, SearchCallback)]
-    study = open_study(config)
-    with coord.setup_lock(study._storage, config.name):
+    study = open_study(config, storage)
+    with coord.setup_lock(storage, config.name):
         retried = coord.fail_dead_trials(study)
         if retried and progress is not None:
             print(f"lrtune: {len(retried)} trial(s) left running by a dead process: failed, "

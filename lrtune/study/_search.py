@@ -21,7 +21,7 @@ from lrtune.errors import ConfigError, StudyFailedError
 from lrtune.hooks import SearchCallback
 from lrtune.publish import DashboardPublisher
 from lrtune.results import best_config
-from lrtune.storage import check_target
+from lrtune.storage import check_target, close_storage, open_storage
 from lrtune.study._factories import create_pruner, create_sampler
 from lrtune.study._progress import print_summary
 from lrtune.study._runner import TrialCallback, open_study, run_worker
@@ -131,7 +131,9 @@ def search(
 
     Returns:
         The ``optuna.Study`` (its user attrs hold the study config and ``lr: auto``'s
-        ranges and curves under ``lrtune.lr_auto``).
+        ranges and curves under ``lrtune.lr_auto``). Its database connections are closed
+        before it is returned; reading it opens one again, which
+        :func:`lrtune.storage.close_storage` closes.
 
     Raises:
         ConfigError: Bad input (nothing was written to the storage).
@@ -144,12 +146,34 @@ def search(
         config, source, datamodule_factory=datamodule_factory, callbacks=hooks,
         workers=workers, factories=(module_factory, datamodule_factory),
     )  # fmt: skip
+    storage = open_storage(config.storage)
+    try:
+        optuna_study = _search(
+            config, storage, hooks, workers, progress, best_out,
+            module_factory=module_factory, datamodule_factory=datamodule_factory,
+        )  # fmt: skip
+    finally:  # the returned study reconnects when it is read again
+        close_storage(storage)
+    return optuna_study
+
+
+def _search(
+    config: StudyConfig,
+    storage: optuna.storages.BaseStorage,
+    hooks: Sequence[SearchCallback | TrialCallback],
+    workers: int,
+    progress: TextIO | None,
+    best_out: str | Path | None,
+    *,
+    module_factory: Callable[[TrainConfig], pl.LightningModule] | None,
+    datamodule_factory: Callable[[TrainConfig], pl.LightningDataModule] | None,
+) -> optuna.Study:
     failure: StudyFailedError | None = None
     try:
         if workers > 1:
             from lrtune.study._workers import run_workers
 
-            optuna_study = open_study(config)
+            optuna_study = open_study(config, storage)
             run_workers(
                 config, workers, module_factory=module_factory,
                 datamodule_factory=datamodule_factory, quiet=progress is None, callbacks=hooks,
@@ -157,11 +181,11 @@ def search(
         else:
             optuna_study = run_worker(
                 config, module_factory=module_factory, datamodule_factory=datamodule_factory,
-                progress=progress, callbacks=hooks,
+                progress=progress, callbacks=hooks, storage=storage,
             )  # fmt: skip
     except StudyFailedError as error:
         failure = error
-        optuna_study = open_study(config)
+        optuna_study = open_study(config, storage)
     for hook in hooks:
         if isinstance(hook, SearchCallback):
             hook.on_end(optuna_study, config)
