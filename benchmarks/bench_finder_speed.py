@@ -47,7 +47,7 @@ def _time_case(dm: Any, net: Any, initial: dict, name: str, args: argparse.Names
     import lightning.pytorch as pl
     from lightning.pytorch.tuner import Tuner
 
-    from lrtune import find_lr
+    from lrtune import Verification, find_lr
     from lrtune.config import OptimizerConfig
     from lrtune.module import ClassifierModule
     from lrtune.optimizers import get_optimizer_info
@@ -63,9 +63,8 @@ def _time_case(dm: Any, net: Any, initial: dict, name: str, args: argparse.Names
         m = module()
         start = time.perf_counter()
         with candidate_rule(options):
-            result = find_lr(
-                m, datamodule=dm, num_steps=args.num_steps, verify=verify, **bounds, **options
-            )
+            plan = Verification(**options) if verify and options else verify
+            result = find_lr(m, datamodule=dm, num_steps=args.num_steps, verify=plan, **bounds)
         return time.perf_counter() - start, len(result.lrs)
 
     def lightning() -> tuple[float, int]:

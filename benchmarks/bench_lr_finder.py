@@ -30,15 +30,20 @@ lrtune / Lightning, of the means and as the median of the per-case ratios.
 Markdown tables go to stdout; everything, raw per-run rows and both finders' loss curves
 included, goes to ``--out`` as JSON.
 
-Run from the repository root (defaults: all 5 settings x momentum, adam, adamax,
-rmsprop x seeds 0 1 2, 100 finder steps)::
+Run from the repository root (defaults: all 13 settings, each with its own optimizers --
+issue 14's five calibration settings with momentum, adam, adamax and rmsprop, and issue
+19's eight with two each, every optimizer of the registry covered -- x seeds 0 1 2, 100
+finder steps)::
 
     python benchmarks/bench_lr_finder.py [--data-dir ../shared/data/mnist]
         [--seeds 0 1 2] [--settings digits-mlp ...] [--optimizers momentum ...]
         [--num-steps 100] [--threads 2] [--out results.json] [--quick]
+        [--variants v19 v19-m0 v19-pre v19-m0-pre] [--cache runs.json]
+    python benchmarks/bench_lr_finder.py --merge a.json b.json --out merged.json
 
-The default run takes about 20 minutes on a 2-core CPU (mostly the mnist-cnn grid).
-``--quick`` is a smoke run: 1 seed, 2 settings, 2 optimizers (about 15 s). Measured
+The default run takes about an hour on a 2-core CPU; two processes with ``--threads 1``
+over disjoint ``--settings``, then ``--merge``, take about half that. ``--quick`` is a
+smoke run: 1 seed, 2 settings, 2 optimizers (about 2 minutes). Measured
 results are recorded in ``docs/BENCHMARKS.md``.
 """
 
@@ -75,7 +80,7 @@ import torch
 from lightning.pytorch.tuner import Tuner
 from torch import nn
 
-from lrtune import _verify, lr_range
+from lrtune import Verification, _verify, lr_range
 from lrtune.config import OptimizerConfig
 from lrtune.data import DigitsDataModule, MNISTDataModule
 from lrtune.finder import find_lr
@@ -106,22 +111,34 @@ LRTUNE_METHODS = ("steepest", "valley", "minimum", "bracket")
 # Every variant pins the rule it was measured with (find_lr's defaults changed since):
 # before the third round, 3 of 5 went on (probe_keep=0.5) and one candidate lay below the
 # suggestion (below=1); ``p50-k2-b0`` is today's default.
-_ROUND_2 = {"probe_keep": 0.5, "below": 1}
+# Every variant is a Verification (lrtune.Verification) plus the candidate rule's
+# ``offset``/``below``. Rounds 1-3 (issue 14) had no clear-win margin (``margin=0``: the
+# lowest held-out loss wins) and no confirmation (``confirm=None``): _OLD pins that rule.
+# Issue 19: ``v19`` is today's default (a higher LR must win by more than 2 standard errors
+# of the per-batch difference; a winner above the sweep's answer runs on to 2x the probe
+# length and must stay healthy); ``v19-m0`` confirms without the margin. Each run variant
+# also yields its pre-confirmation winner as ``<name>-pre`` (``v19-pre``: the margin alone;
+# ``v19-m0-pre``: issue 14's default p50-k2-b0), from the recorded probes: no second run.
+_OLD = {"margin": 0.0, "confirm": None}
+_ROUND_2 = {**_OLD, "keep": 0.5, "below": 1}
 ALL_VARIANTS: dict[str, dict[str, Any]] = {
-    "p50": {**_ROUND_2, "probe_steps": 50},
-    "p32": {**_ROUND_2, "probe_steps": 32},
-    "r3-p48": {**_ROUND_2, "probe_steps": 48, "probe_rungs": 3},
-    "r3-p32": {**_ROUND_2, "probe_steps": 32, "probe_rungs": 3},
-    "p50-grid": {**_ROUND_2, "probe_steps": 50, "probe_grid": True},
-    "p50-grid-off": {**_ROUND_2, "probe_steps": 50, "probe_grid": True, "offset": 0.25},
-    "p50-k2": {**_ROUND_2, "probe_steps": 50, "probe_keep": 0.4},
-    "p50-grid-k2": {**_ROUND_2, "probe_steps": 50, "probe_grid": True, "probe_keep": 0.4},
-    "p50-reach2": {**_ROUND_2, "probe_steps": 50, "probe_reach": 2.0},
-    "p50-k2-b0": {"probe_steps": 50, "probe_keep": 0.4, "below": 0},
-    "r3-p48-k2": {**_ROUND_2, "probe_steps": 48, "probe_rungs": 3, "probe_keep": 0.4},
+    "p50": {**_ROUND_2, "steps": 50},
+    "p32": {**_ROUND_2, "steps": 32},
+    "r3-p48": {**_ROUND_2, "steps": 48, "rungs": 3},
+    "r3-p32": {**_ROUND_2, "steps": 32, "rungs": 3},
+    "p50-grid": {**_ROUND_2, "steps": 50, "grid": True},
+    "p50-grid-off": {**_ROUND_2, "steps": 50, "grid": True, "offset": 0.25},
+    "p50-k2": {**_ROUND_2, "steps": 50, "keep": 0.4},
+    "p50-grid-k2": {**_ROUND_2, "steps": 50, "grid": True, "keep": 0.4},
+    "p50-reach2": {**_ROUND_2, "steps": 50, "reach": 2.0},
+    "p50-k2-b0": {**_OLD, "steps": 50, "keep": 0.4, "below": 0},
+    "r3-p48-k2": {**_ROUND_2, "steps": 48, "rungs": 3, "keep": 0.4},
+    "v19": {},
+    "v19-m0": {"margin": 0.0},
+    "v19-m1": {"margin": 1.0},
+    "v19-c3": {"confirm": 3.0},
 }
-DEFAULT_VARIANTS = ("p50", "p32", "r3-p48", "r3-p32", "p50-fit", "p32-fit", "r3-p48-fit",
-                    "r3-p32-fit")  # fmt: skip
+DEFAULT_VARIANTS = ("v19", "v19-m0", "v19-pre", "v19-m0-pre")
 
 
 def _finders() -> tuple[str, ...]:
@@ -134,27 +151,33 @@ def _finders() -> tuple[str, ...]:
     )
 
 
+_DERIVED = ("-fit", "-pre")
+
+
 def choose_variants(names: Iterable[str]) -> None:
-    """Set the verified variants this run measures (a ``-fit`` name adds its base)."""
+    """Set the verified variants this run measures (a ``-fit`` or ``-pre`` name adds its
+    base: ``-fit`` refines the base's winner between its neighbours, ``-pre`` is the base's
+    winner before its confirmation)."""
     global VERIFY_VARIANTS, FIT_VARIANTS, FINDERS
     runs: dict[str, dict[str, Any]] = {}
-    fits: dict[str, str] = {}
+    derived: dict[str, str] = {}
     for name in names:
-        base = name.removesuffix("-fit")
+        base = name
+        for suffix in _DERIVED:
+            base = base.removesuffix(suffix)
         if base not in ALL_VARIANTS:
             raise SystemExit(f"unknown variant {name!r}; known: {', '.join(ALL_VARIANTS)} "
-                             "(each also with -fit)")  # fmt: skip
+                             "(each also with -fit or -pre)")  # fmt: skip
         runs[base] = ALL_VARIANTS[base]
         if name != base:
-            fits[name] = base
-    VERIFY_VARIANTS, FIT_VARIANTS = runs, fits
+            derived[name] = base
+    VERIFY_VARIANTS, FIT_VARIANTS = runs, derived
     FINDERS = _finders()
 
 
 VERIFY_VARIANTS: dict[str, dict[str, Any]] = {}
 FIT_VARIANTS: dict[str, str] = {}
 FINDERS: tuple[str, ...] = ()
-OPTIMIZERS = ("momentum", "adam", "adamax", "rmsprop")
 NUM_CLASSES = 10
 CHANCE = 1.0 / NUM_CLASSES
 GRID_POINTS_PER_DECADE = 2
@@ -162,7 +185,13 @@ GRID_POINTS_PER_DECADE = 2
 
 @dataclass(frozen=True)
 class Setting:
-    """One model / batch size / input scale / budget configuration."""
+    """One model / batch size / input scale / budget configuration.
+
+    ``raw``: the network sees raw pixels in [0, 1] (the datamodule's normalisation undone
+    by its first layer), as many users' models do. ``model`` ``cnn-bn`` is this script's
+    own LeNet-style CNN with BatchNorm after each convolution (no model of lrtune's).
+    ``optimizers``: the ones this setting runs by default (``--optimizers`` overrides).
+    """
 
     dataset: str
     model: str
@@ -170,17 +199,69 @@ class Setting:
     batch_size: int = 64
     scale: float = 1.0
     epochs: int = 1
+    raw: bool = False
+    optimizers: tuple[str, ...] = ("momentum", "adam", "adamax", "rmsprop")
 
 
+# Issue 14's five settings (calibration) and issue 19's widening: batch 16 to 512, raw and
+# normalised inputs, MLP / CNN / CNN with BatchNorm / ResNet, digits and MNIST, and every
+# optimizer of the registry (two per new setting). Epochs give about 60-300 training steps.
 SETTINGS: dict[str, Setting] = {
     "digits-mlp": Setting("digits", "mlp", {"width": 128}, 64, 1.0, 3),
     "digits-cnn": Setting("digits", "cnn", {"width": 16}, 32, 1.0, 3),
     "digits-mlp-x10": Setting("digits", "mlp", {"width": 128}, 64, 10.0, 3),
     "mnist-mlp": Setting("mnist", "mlp", {"width": 256}, 128, 1.0, 1),
     "mnist-cnn": Setting("mnist", "cnn", {}, 64, 1.0, 1),
-}
+    "digits-cnn-b16": Setting("digits", "cnn", {"width": 16}, 16, epochs=2,
+                              optimizers=("sgd", "adagrad")),
+    "digits-mlp-raw-b32": Setting("digits", "mlp", {"width": 128}, 32, epochs=3, raw=True,
+                                  optimizers=("rmsprop", "adamw")),
+    "digits-cnnbn-b128": Setting("digits", "cnn-bn", {"width": 16}, 128, epochs=8,
+                                 optimizers=("nesterov", "nadam")),
+    "digits-resnet-b64": Setting("digits", "resnet", {"width": 8}, 64, epochs=3,
+                                 optimizers=("radam", "momentum")),
+    "mnist-cnn-raw-b128": Setting("mnist", "cnn", {}, 128, epochs=2, raw=True,
+                                  optimizers=("adam", "adamax")),
+    "mnist-mlp-raw-b512": Setting("mnist", "mlp", {"width": 256}, 512, epochs=8, raw=True,
+                                  optimizers=("sgd", "adamw")),
+    "mnist-cnnbn-b32": Setting("mnist", "cnn-bn", {"width": 16}, 32, epochs=1,
+                               optimizers=("nesterov", "radam")),
+    "mnist-resnet-b256": Setting("mnist", "resnet", {"width": 8}, 256, epochs=4,
+                                 optimizers=("nadam", "adagrad")),
+}  # fmt: skip
+CALIBRATION_SETTINGS = ("digits-mlp", "digits-cnn", "digits-mlp-x10", "mnist-mlp", "mnist-cnn")
 QUICK_SETTINGS = ("digits-mlp", "mnist-mlp")
 QUICK_OPTIMIZERS = ("momentum", "adam")
+
+
+class CNNBatchNorm(nn.Module):
+    """conv-BN-ReLU-maxpool x2 (``width``, 2x``width`` channels), then a linear layer."""
+
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, width: int = 16):
+        super().__init__()
+        channels, height, width_px = input_shape
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+            nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width),
+            nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(2 * width * (height // 4) * (width_px // 4), num_classes),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class Raw(nn.Module):
+    """Undo the datamodule's per-channel normalisation: the network sees pixels in [0, 1]."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.detach().clone().view(1, -1, 1, 1))
+        self.register_buffer("std", std.detach().clone().view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std + self.mean
 
 
 class Scale(nn.Module):
@@ -255,10 +336,18 @@ def make_datamodule(setting: Setting, seed: int, data_dir: Path) -> pl.Lightning
     return dm
 
 
-def build_network(setting: Setting, input_shape: tuple[int, int, int]) -> nn.Module:
-    model = create_model(setting.model, input_shape, NUM_CLASSES, **setting.options)
+def build_network(
+    setting: Setting, input_shape: tuple[int, int, int], stats: tuple[Any, Any] | None = None
+) -> nn.Module:
+    if setting.model == "cnn-bn":
+        model: nn.Module = CNNBatchNorm(input_shape, NUM_CLASSES, **setting.options)
+    else:
+        model = create_model(setting.model, input_shape, NUM_CLASSES, **setting.options)
     if setting.scale != 1.0:
         model = nn.Sequential(Scale(setting.scale), model)
+    if setting.raw:
+        assert stats is not None, "raw inputs need the datamodule's mean and std"
+        model = nn.Sequential(Raw(*stats), model)
     return model
 
 
@@ -273,9 +362,11 @@ class Case:
         self.optimizer = optimizer
         self.seed = seed
         self.data_dir = data_dir
-        self.input_shape = self.datamodule().input_shape  # type: ignore[attr-defined]
+        dm = self.datamodule()
+        self.input_shape = dm.input_shape
+        self.stats = (dm.splits.mean, dm.splits.std)
         seed_all(seed)
-        net = build_network(setting, self.input_shape)
+        net = build_network(setting, self.input_shape, self.stats)
         self.initial_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         self.cache: dict[str, dict[str, Any]] = {}
         self.shared: dict[str, dict[str, Any]] | None = None  # --cache: runs across calls
@@ -289,7 +380,7 @@ class Case:
     def module(self, lr: float) -> ClassifierModule:
         """A fresh module with the saved initial weights and a constant LR ``lr``."""
         seed_all(self.seed)
-        net = build_network(self.setting, self.input_shape)
+        net = build_network(self.setting, self.input_shape, self.stats)
         net.load_state_dict(self.initial_state)
         return ClassifierModule(net, NUM_CLASSES, OptimizerConfig(name=self.optimizer, lr=lr))
 
@@ -349,15 +440,27 @@ def candidate_rule(options: dict[str, Any]) -> Any:
     return mock.patch.object(_verify, "probe_candidates", candidates)
 
 
-def run_lrtune(case: Case, lo: float, hi: float, num_steps: int, **verify: Any) -> dict[str, Any]:
+def pre_confirmation(winner: float | None, probes: list[dict[str, float]] | None) -> Any:
+    """The winner before its confirmation: the first LR confirmed or rejected, else the
+    suggestion itself (nothing was confirmed: the winner was the sweep's own answer)."""
+    confirmed = [p["lr"] for p in probes or () if "confirm" in p]
+    return confirmed[0] if confirmed else winner
+
+
+def run_lrtune(
+    case: Case, lo: float, hi: float, num_steps: int, verify: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """lrtune's find_lr; ``verify`` holds a variant's Verification fields (and candidate
+    rule), ``None`` for the sweep alone."""
     module = case.module(get_optimizer_info(case.optimizer).lr_default)
     dm = case.datamodule()
+    options = dict(verify or {})
     start, cpu = time.perf_counter(), time.process_time()
     try:
-        with candidate_rule(verify):
+        with candidate_rule(options):
             result = find_lr(
                 module, datamodule=dm, min_lr=lo / 10, max_lr=hi * 10, num_steps=num_steps,
-                verify=bool(verify), **verify,
+                verify=Verification(**options) if verify is not None else False,
             )  # fmt: skip
     except Exception as exc:  # recorded as a failure of every method, not a crash
         return {
@@ -433,6 +536,7 @@ def warm_up(data_dir: Path) -> None:
     """One short untimed run of each finder, so neither pays first-call costs."""
     case = Case("warm-up", SETTINGS["digits-mlp"], "adam", 0, data_dir)
     run_lrtune(case, 1e-5, 1e-1, 20)
+    run_lrtune(case, 1e-5, 1e-1, 20, {})  # the verification's first call, too
     run_lightning(case, 1e-5, 1e-1, 20)
 
 
@@ -447,7 +551,7 @@ def run_case(case: Case, num_steps: int, lightning_first: bool) -> dict[str, Any
     outputs = {fn.__name__: fn(case, lo, hi, num_steps) for fn in order}
     lt, pl_out = outputs["run_lrtune"], outputs["run_lightning"]
     verified = {
-        name: run_lrtune(case, lo, hi, num_steps, **options)
+        name: run_lrtune(case, lo, hi, num_steps, options)
         for name, options in VERIFY_VARIANTS.items()
     }
     suggestions = {f"lrtune:{m}": lt["suggestions"].get(m) for m in LRTUNE_METHODS}
@@ -456,6 +560,9 @@ def run_case(case: Case, num_steps: int, lightning_first: bool) -> dict[str, Any
         suggestions[f"lrtune:verified-{name}"] = out.get("default_suggestion")
     for name, base in FIT_VARIANTS.items():
         winner, probes = verified[base].get("default_suggestion"), verified[base].get("probes")
+        if name.endswith("-pre"):
+            suggestions[f"lrtune:verified-{name}"] = pre_confirmation(winner, probes)
+            continue
         fitted = fit_probe(probes, winner) if winner is not None and probes else winner
         suggestions[f"lrtune:verified-{name}"] = fitted
     suggestions["lightning"] = pl_out["suggestion"]
@@ -526,15 +633,26 @@ def finder_steps(rows: list[dict[str, Any]], finder: str) -> list[int]:
     return [_run_of(row, finder)["steps_run"] for row in rows]
 
 
+def _regret(entry: dict[str, Any]) -> float:
+    """A run's regret; a missing suggestion counts at its failure regret (grid-best - chance)."""
+    return entry["regret"] if entry["regret"] is not None else entry["failure_regret"]
+
+
+DISASTER = 5.0
+"""Points of regret above which a run counts as a disaster (the user's run is lost)."""
+
+
+def safety_key(regrets: list[float]) -> tuple[int, float, float]:
+    """How variants are ranked: disasters first, then the worst run, then the mean."""
+    return (sum(r > DISASTER for r in regrets), max(regrets), statistics.fmean(regrets))
+
+
 def leave_one_setting_out(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Calibrate the verification variant on all settings but one (lowest mean regret,
-    failures counted at their failure regret), judge it on the one left out; per held-out
-    setting: the variant chosen and its regrets there. Overall: mean and max regret and the
-    spread over the held-out runs (every run is held out exactly once)."""
-
-    def regret(entry: dict[str, Any]) -> float:
-        return entry["regret"] if entry["regret"] is not None else entry["failure_regret"]
-
+    """Choose the verification variant on all settings but one (fewest runs over 5 points,
+    then the lowest maximum, then the lowest mean regret: :func:`safety_key`), judge it on
+    the one left out; per held-out setting: the variant chosen. Overall: mean, p90 and max
+    regret, disasters and the spread over the held-out runs (every run is held out exactly
+    once)."""
     variants = [f"lrtune:verified-{v}" for v in (*VERIFY_VARIANTS, *FIT_VARIANTS)]
     settings = sorted({row["setting"] for row in rows})
     chosen: dict[str, str] = {}
@@ -542,10 +660,10 @@ def leave_one_setting_out(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for setting in settings:
         train = [r for r in rows if r["setting"] != setting] or rows
         chosen[setting] = min(
-            variants, key=lambda v: statistics.fmean(regret(r["finders"][v]) for r in train)
+            variants, key=lambda v: safety_key([_regret(r["finders"][v]) for r in train])
         )
         held += [(r, chosen[setting]) for r in rows if r["setting"] == setting]
-    regrets = [regret(r["finders"][v]) for r, v in held]
+    regrets = [_regret(r["finders"][v]) for r, v in held]
     by_pair: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r, v in held:
         lr = r["finders"][v]["suggestion"]
@@ -555,10 +673,65 @@ def leave_one_setting_out(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "chosen": chosen,
         "mean_regret": _mean(regrets),
+        "p90_regret": float(np.percentile(regrets, 90)) if regrets else None,
         "max_regret": max(regrets) if regrets else None,
+        "disasters": sum(r > DISASTER for r in regrets),
         "mean_spread": _mean(spread),
         "max_spread": max(spread) if spread else None,
     }
+
+
+def held_out_per_variant(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each finder judged setting by setting as if that setting were new: its regrets on
+    each setting, pooled; for a fixed rule (no choice made on the data) this equals the
+    in-sample figures, so the table shows what a rule does on settings it never saw only
+    when read next to how it was chosen (:func:`leave_one_setting_out`). Also the worst
+    setting's mean regret (leave-one-setting-out's worst fold)."""
+    out: dict[str, dict[str, Any]] = {}
+    settings = sorted({row["setting"] for row in rows})
+    for finder in FINDERS:
+        per_setting = {
+            s: statistics.fmean(_regret(r["finders"][finder]) for r in rows if r["setting"] == s)
+            for s in settings
+        }
+        worst = max(per_setting, key=per_setting.__getitem__)
+        out[finder] = {"worst_setting": worst, "worst_setting_mean": per_setting[worst]}
+    return out
+
+
+def worst_runs(rows: list[dict[str, Any]], finder: str, count: int = 5) -> list[str]:
+    """The ``count`` worst runs of ``finder``, by name, with LR and grid-best LR."""
+    ranked = sorted(rows, key=lambda r: -_regret(r["finders"][finder]))[:count]
+    out = []
+    for r in ranked:
+        e = r["finders"][finder]
+        lr = "none" if e["suggestion"] is None else f"{e['suggestion']:.3g}"
+        out.append(
+            f"{r['setting']}/{r['optimizer']}/s{r['seed']}: regret {_regret(e):.1f} at {lr} "
+            f"(grid best {r['grid_best_lr']:.3g}, {100 * r['grid_best_acc']:.1f}%)"
+        )
+    return out
+
+
+def safety_table(rows: list[dict[str, Any]], agg: dict[str, dict[str, Any]]) -> str:
+    """Disasters first: runs over 5 points, max, p90, mean regret, spread, time."""
+    worst = held_out_per_variant(rows)
+    lines = []
+    for finder in FINDERS:
+        regrets = [_regret(r["finders"][finder]) for r in rows]
+        a = agg[finder]
+        lines.append([
+            finder, str(len(regrets)), str(sum(r > DISASTER for r in regrets)),
+            fmt(max(regrets)), fmt(float(np.percentile(regrets, 90))),
+            fmt(statistics.fmean(regrets)), fmt(a["mean_spread"], ".3f"),
+            fmt(a["max_spread"], ".3f"),
+            f"{worst[finder]['worst_setting']} ({fmt(worst[finder]['worst_setting_mean'])})",
+            fmt(a["time_ratio_vs_lightning"]) + "x",
+        ])  # fmt: skip
+    headers = ["finder", "runs", f"runs > {DISASTER:g} pts", "max", "p90", "mean",
+               "mean spread (dec)", "max spread (dec)", "worst setting (its mean)",
+               "time vs Lightning"]  # fmt: skip
+    return table(headers, lines)
 
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -724,21 +897,81 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--variants",
         nargs="+",
         default=list(DEFAULT_VARIANTS),
-        help=f"verified variants to run: {', '.join(ALL_VARIANTS)}, each also with -fit "
-        "(derived from its base's probes)",
+        help=f"verified variants to run: {', '.join(ALL_VARIANTS)}, each also with -fit or "
+        "-pre (derived from its base's probes)",
     )
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", default=None,
+        help="summarise the rows of these --out files together (runs nothing)",
+    )  # fmt: skip
     return parser.parse_args(argv)
+
+
+def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Print the tables for ``rows``; return the summary for ``--out``."""
+    agg = aggregate(rows)
+    print("## Aggregate\n")
+    print(aggregate_table(agg))
+    print("\n## Per setting: mean regret (max), points\n")
+    print(per_setting_table(rows))
+    print("\n## Per setting and optimizer: median suggestion / mean regret\n")
+    print(per_pair_table(rows))
+    print("\n## Safety: disasters first (regret in points; a missing suggestion counts at "
+          "grid-best - chance)\n")  # fmt: skip
+    print(safety_table(rows, agg))
+    loo = leave_one_setting_out(rows)
+    print("\n## Verification, chosen leave-one-setting-out (held-out regret)\n")
+    print(table(
+        ["held-out setting", "variant chosen on the others"],
+        [[s, v.removeprefix("lrtune:verified-")] for s, v in loo["chosen"].items()],
+    ))  # fmt: skip
+    print(
+        f"\nheld-out: {loo['disasters']} runs over {DISASTER:g} points; mean regret "
+        f"{fmt(loo['mean_regret'])}, p90 {fmt(loo['p90_regret'])}, max "
+        f"{fmt(loo['max_regret'])} points; spread mean {fmt(loo['mean_spread'])}, max "
+        f"{fmt(loo['max_spread'])} decades"
+    )
+    for finder in (f"lrtune:verified-{next(iter(VERIFY_VARIANTS))}", "lrtune:bracket",
+                   "lightning"):  # fmt: skip
+        print(f"\nworst runs of {finder}:")
+        for line in worst_runs(rows, finder):
+            print(f"- {line}")
+    return {
+        "aggregate": agg,
+        "leave_one_setting_out": loo,
+        "spreads": {f: {f"{s}/{o}": v for (s, o), v in spreads(rows, f).items()} for f in FINDERS},
+    }
+
+
+def merge(paths: list[Path], out: Path) -> int:
+    """Summarise the rows of several ``--out`` files together (same variants)."""
+    payloads = [json.loads(p.read_text()) for p in paths]
+    variants = payloads[0]["config"]["variants"]
+    if any(p["config"]["variants"] != variants for p in payloads):
+        raise SystemExit("--merge: the files were run with different --variants")
+    choose_variants(variants)
+    rows = [row for p in payloads for row in p["rows"]]
+    print(f"# merged {len(rows)} cases from {', '.join(map(str, paths))}\n")
+    summary = report(rows)
+    out.write_text(json.dumps({"merged": [str(p) for p in paths],
+                               "envs": [p["env"] for p in payloads],
+                               "config": payloads[0]["config"], **summary, "rows": rows},
+                              indent=1))  # fmt: skip
+    print(f"\nwrote {out}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out)
     choose_variants(args.variants)
     quiet()
     torch.set_num_threads(args.threads)
     settings = args.settings or list(QUICK_SETTINGS if args.quick else SETTINGS)
-    optimizers = args.optimizers or list(QUICK_OPTIMIZERS if args.quick else OPTIMIZERS)
+    optimizers = args.optimizers or (list(QUICK_OPTIMIZERS) if args.quick else None)
     seeds = args.seeds[:1] if args.quick else args.seeds
-    for name in optimizers:
+    for name in optimizers or ():
         get_optimizer_info(name)  # fail early on a typo
     env = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -753,7 +986,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     config = {
         "settings": {s: SETTINGS[s].__dict__ for s in settings},
-        "optimizers": optimizers,
+        "optimizers": optimizers or {s: SETTINGS[s].optimizers for s in settings},
         "seeds": seeds,
         "num_steps": args.num_steps,
         "grid_points_per_decade": GRID_POINTS_PER_DECADE,
@@ -770,7 +1003,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     index = 0
     for setting in settings:
-        for opt in optimizers:
+        for opt in optimizers or SETTINGS[setting].optimizers:
             for seed in seeds:
                 case = Case(setting, SETTINGS[setting], opt, seed, args.data_dir)
                 case.shared = shared
@@ -791,31 +1024,13 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     total = time.perf_counter() - total_start
-    agg = aggregate(rows)
     print(f"\nTotal {total:.0f} s for {len(rows)} cases.\n")
-    print("## Aggregate\n")
-    print(aggregate_table(agg))
-    print("\n## Per setting: mean regret (max), points\n")
-    print(per_setting_table(rows))
-    print("\n## Per setting and optimizer: median suggestion / mean regret\n")
-    print(per_pair_table(rows))
-    loo = leave_one_setting_out(rows)
-    print("\n## Verification, calibrated leave-one-setting-out (held-out regret)\n")
-    print(table(
-        ["held-out setting", "variant chosen on the others"],
-        [[s, v.removeprefix("lrtune:verified-")] for s, v in loo["chosen"].items()],
-    ))  # fmt: skip
-    print(
-        f"\nheld-out: mean regret {fmt(loo['mean_regret'])}, max {fmt(loo['max_regret'])} "
-        f"points; spread mean {fmt(loo['mean_spread'])}, max {fmt(loo['max_spread'])} decades"
-    )
+    summary = report(rows)
     payload = {
         "env": env,
         "config": config,
         "total_seconds": total,
-        "aggregate": agg,
-        "leave_one_setting_out": loo,
-        "spreads": {f: {f"{s}/{o}": v for (s, o), v in spreads(rows, f).items()} for f in FINDERS},
+        **summary,
         "rows": rows,
     }
     args.out.write_text(json.dumps(payload, indent=1))

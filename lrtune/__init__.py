@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from lrtune._verify import Verification
     from lrtune.callbacks import LRRangeTest
     from lrtune.config import (
         ClipConfig,
@@ -35,6 +36,7 @@ _EXPORTS = {
     "SearchCallback": "lrtune.hooks",
     "StudyConfig": "lrtune.config",
     "LRRangeTest": "lrtune.callbacks",
+    "Verification": "lrtune._verify",
     "find_lr": "lrtune.finder",
     "compare_optimizers": "lrtune.finder",
     "LRFinderResult": "lrtune.lr_range",
@@ -67,6 +69,7 @@ __all__ = [
     "StudyConfig",
     "TrainConfig",
     "TrainResult",
+    "Verification",
     "__version__",
     "build_trainer",
     "compare_optimizers",

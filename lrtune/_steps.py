@@ -197,8 +197,11 @@ def one_step(
     return float(np.mean(micro)) if micro else None
 
 
-def held_out_loss(trainer: pl.Trainer, module: pl.LightningModule, batches: list[Any]) -> float:
-    """Mean ``training_step`` loss over ``batches``, in eval mode, without gradients."""
+def held_out_losses(
+    trainer: pl.Trainer, module: pl.LightningModule, batches: list[Any]
+) -> list[float]:
+    """``training_step``'s loss on each of ``batches``, in eval mode, without gradients;
+    ``[]`` when any is not finite (or every step was skipped)."""
     module.eval()
     losses = []
     with torch.no_grad(), trainer.precision_plugin.forward_context():
@@ -207,8 +210,7 @@ def held_out_loss(trainer: pl.Trainer, module: pl.LightningModule, batches: list
             if loss is not None:
                 losses.append(float(loss))
     module.train()
-    value = float(np.mean(losses)) if losses else math.nan
-    return value if math.isfinite(value) else math.nan
+    return losses if all(math.isfinite(v) for v in losses) else []
 
 
 _TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device",

@@ -29,7 +29,7 @@ from lrtune._steps import (
     plain_steps,
     set_lr,
 )
-from lrtune._verify import ProbePlan, verify
+from lrtune._verify import Verification, as_verification, verify
 from lrtune.errors import ConfigError
 from lrtune.lr_range import METHODS, DivergenceRule, LRFinderResult, Mode, lr_sweep
 
@@ -110,30 +110,20 @@ class LRRangeTest(pl.Callback):
         apply: Apply the suggestion to the optimizer and schedulers (default ``False``).
         stop_after: Stop ``fit`` after the test (what :func:`~lrtune.find_lr` uses).
         label: Name for the result (plots, tables).
-        verify: After the sweep, train short constant-LR probes at a few candidate LRs
-            at and above the sweep's suggestion (see
-            :func:`~lrtune.lr_range.probe_candidates`), each from the same weights, optimizer
-            state and batches, score each on held-out batches (the validation split when
-            the datamodule has one, else training batches the probes did not use), keep
-            the best (``probe_keep``) and probe those longer (successive halving); the winner
-            becomes the suggestion (default ``True``; ``False`` gives the sweep's own
-            answer, also kept in ``result.sweep_suggestion``). Only for
+        verify: After the sweep, check its suggestion with short constant-LR probes
+            (default ``True``: :class:`~lrtune.Verification` with its defaults; pass a
+            ``Verification(...)`` to change them; ``False`` gives the sweep's own answer).
+            A few candidate LRs from the suggestion up to the sweep's stability edge each
+            train from the same weights, optimizer state and batches and are scored on
+            held-out batches (the validation split when the datamodule has one, else
+            training batches no probe trains on); the best train on (successive halving).
+            A higher LR wins only if it beats the lower ones clearly (beyond the noise of
+            the score), and a winner above the sweep's answer must stay healthy over a
+            longer run (as long as the sweep), else the next candidate down takes its
+            place. ``result.reason`` says why the winner won and why any candidate was
+            rejected; ``result.sweep_suggestion`` keeps the sweep's answer. Only for
             ``target="constant"``: a one-cycle's peak LR is judged by the whole schedule
             (warm-up, peak, anneal), which a probe a fraction of its length cannot run.
-        probe_steps: Optimizer steps of the last rung's probes (default: half of
-            ``num_steps``, at least 8); each earlier rung runs half as many.
-        probe_count: Candidate LRs (default 5, a third of a decade apart).
-        probe_batches: Held-out batches each probe is scored on (default 8).
-        probe_reach: Candidates go up to this factor times the stability edge, the LR of
-            the sweep's lowest smoothed loss (default 1).
-        probe_rungs: Successive-halving rungs (default 2).
-        probe_fit: Refine the winner between its neighbouring candidates by a parabola
-            through their held-out losses (default ``False``; see
-            :func:`~lrtune.lr_range.fit_probe`).
-        probe_keep: Fraction of a rung's candidates that go on to the next rung (rounded
-            up, at least 2; default 0.4: the best 2 of 5).
-        probe_grid: Candidates on the fixed log grid ``10 ** (k / 3)`` rather than relative
-            to the sweep's suggestion (default ``False``).
 
     Example::
 
@@ -159,15 +149,7 @@ class LRRangeTest(pl.Callback):
         apply: bool = False,
         stop_after: bool = False,
         label: str = "",
-        verify: bool = True,
-        probe_steps: int | None = None,
-        probe_count: int = 5,
-        probe_batches: int = 8,
-        probe_reach: float = 1.0,
-        probe_rungs: int = 2,
-        probe_fit: bool = False,
-        probe_keep: float = 0.4,
-        probe_grid: bool = False,
+        verify: bool | Verification = True,
     ) -> None:
         self._lrs = lr_sweep(min_lr, max_lr, num_steps, mode)
         if not 0.0 <= smoothing < 1.0:
@@ -191,17 +173,8 @@ class LRRangeTest(pl.Callback):
         self._apply = apply
         self._stop_after = stop_after
         self._label = label
-        self._verify = verify
-        self._plan = ProbePlan(
-            steps=max(8, len(self._lrs) // 2) if probe_steps is None else probe_steps,
-            count=probe_count,
-            batches=probe_batches,
-            reach=probe_reach,
-            rungs=probe_rungs,
-            fit=probe_fit,
-            keep=probe_keep,
-            grid=probe_grid,
-        )
+        plan = as_verification(verify)
+        self._plan = plan.resolved(len(self._lrs)) if plan is not None else None
         self.result: LRFinderResult | None = None
 
     @property
@@ -264,7 +237,7 @@ class LRRangeTest(pl.Callback):
                     seconds=0.0,
                     label=self._label,
                 )
-                if self._verify and target == "constant" and result.suggestion is not None:
+                if self._plan and target == "constant" and result.suggestion is not None:
                     result = verify(
                         trainer, pl_module, optimizer, loader, snapshot, result, self._plan, self
                     )

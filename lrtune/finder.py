@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import lightning.pytorch as pl
 
 from lrtune._state import loader_generator, rng_states, set_rng_states
+from lrtune._verify import Verification
 from lrtune.callbacks import LRRangeTest
 from lrtune.errors import ConfigError
 from lrtune.lr_range import LRFinderResult, Mode
@@ -43,13 +44,7 @@ def find_lr(
     callbacks: Sequence[pl.Callback] = (),
     update_attr: str | None = None,
     label: str = "",
-    verify: bool = True,
-    probe_steps: int | None = None,
-    probe_reach: float = 1.0,
-    probe_rungs: int = 2,
-    probe_fit: bool = False,
-    probe_keep: float = 0.4,
-    probe_grid: bool = False,
+    verify: bool | Verification = True,
 ) -> LRFinderResult:
     """Run Leslie Smith's LR range test on ``module`` and restore it afterwards.
 
@@ -80,17 +75,12 @@ def find_lr(
         callbacks: Extra callbacks for the Trainer.
         update_attr: Set this attribute of ``module`` (e.g. ``"lr"``) to the suggestion.
         label: Name for the result (plots, tables).
-        verify: Check the sweep's suggestion with short constant-LR probes at and
-            above it, scored on held-out batches (the datamodule's validation split when
-            it has one); the winner becomes the suggestion and ``result.probes`` records
-            them (default ``True``; ``False``: the sweep's answer alone; see
-            :class:`~lrtune.LRRangeTest`).
-        probe_steps: Steps of the longest probe (default: ``num_steps // 2``, at least 8).
-        probe_reach: How far above the sweep's stability edge candidates go (default 1).
-        probe_rungs: Successive-halving rungs of the probes (default 2).
-        probe_fit: Refine the winner between its neighbours (default ``False``).
-        probe_keep: Fraction of candidates kept per rung (default 0.4, rounded up).
-        probe_grid: Candidates on the fixed log grid ``10 ** (k / 3)`` (default ``False``).
+        verify: Check the sweep's suggestion with short constant-LR probes at and above
+            it, scored on held-out batches (the datamodule's validation split when it has
+            one); a higher LR must win clearly and a winner above the sweep's answer must
+            stay healthy over a run as long as the sweep (default ``True``:
+            :class:`~lrtune.Verification` with its defaults; ``False``: the sweep's answer
+            alone; see :class:`~lrtune.LRRangeTest`).
 
     Returns:
         An :class:`~lrtune.lr_range.LRFinderResult`; ``suggestion`` is ``None`` (with
@@ -113,12 +103,6 @@ def find_lr(
         stop_after=True,
         label=label,
         verify=verify,
-        probe_steps=probe_steps,
-        probe_reach=probe_reach,
-        probe_rungs=probe_rungs,
-        probe_fit=probe_fit,
-        probe_keep=probe_keep,
-        probe_grid=probe_grid,
     )
     kwargs: dict[str, Any] = {}
     if precision is not None:
@@ -177,7 +161,7 @@ def compare_optimizers(
     num_steps: int = 100,
     method: str = "bracket",
     progress: Callable[[LRFinderResult], None] | None = None,
-    verify: bool = True,
+    verify: bool | Verification = True,
 ) -> list[LRFinderResult]:
     """One range test per optimizer, from the same initial weights and the same data order.
 

@@ -204,8 +204,13 @@ class _Levels:
     i_best: int
 
 
+def _start_points(n: int) -> int:
+    """How many leading points make up the starting level of a curve of ``n`` points."""
+    return max(2, n // 20)
+
+
 def _levels(smooth: np.ndarray) -> _Levels:
-    k = max(2, len(smooth) // 20)
+    k = _start_points(len(smooth))
     i_best = int(np.argmin(smooth))
     return _Levels(float(np.mean(smooth[:k])), float(smooth[i_best]), i_best)
 
@@ -228,9 +233,16 @@ def bracket_indices(
     """
     lv = _levels(smooth)
     fall = lv.start - lv.best
-    if fall <= noise or fall <= 1e-12 * max(1.0, abs(lv.best)):
+    if fall <= 1e-12 * max(1.0, abs(lv.best)) or lv.i_best < _start_points(len(smooth)):
         raise _NoSuggestion(
-            "the loss did not fall during the sweep (raise max_lr, or check the model learns)"
+            f"the smoothed loss never fell below its starting level ({lv.start:.4g}) during "
+            "the sweep (raise max_lr, or check that the model learns)"
+        )
+    if fall <= noise:
+        raise _NoSuggestion(
+            f"the smoothed loss fell from {lv.start:.4g} to {lv.best:.4g}, no more than the "
+            f"loss's step-to-step noise ({noise:.3g}): too little to place an LR (more "
+            "num_steps, a wider min_lr..max_lr, or larger batches)"
         )
     head = smooth[: lv.i_best + 1]
     low = int(np.argmax(head <= lv.start - low_fall * fall))
@@ -330,7 +342,9 @@ def analyze(
     empty: dict[str, float | None] = {name: None for name in METHODS}
     if usable - skip_start < 5:
         reason = (
-            f"loss was not finite from step {usable}" if usable < len(losses_a) else "too few steps"
+            f"the loss was not finite from step {usable}, too early to place an LR"
+            if usable < len(losses_a)
+            else f"too few steps ({len(losses_a)} recorded, at least {skip_start + 5} needed)"
         )
         return Analysis(smoothed, usable, empty, None, f"no suggestion: {reason}", None)
     log_lrs = np.log10(lrs_a[skip_start:usable])
@@ -406,17 +420,6 @@ def probe_candidates(
     out = [anchor * 10 ** (spacing * k) for k in range(-below, count - below)]
     kept = [lr for lr in out if lr <= edge * (1 + 1e-9)]
     return kept if len(kept) >= 2 else out[: below + 2]
-
-
-def pick_probe(losses: Mapping[float, float], *, tolerance: float = 0.01) -> float | None:
-    """The LR whose probe ended with the lowest held-out loss; ties (within ``tolerance``
-    of the loss range) go to the smaller LR. ``None`` when no probe loss is finite."""
-    finite = {lr: loss for lr, loss in losses.items() if math.isfinite(loss)}
-    if not finite:
-        return None
-    best = min(finite.values())
-    spread = max(finite.values()) - best
-    return min(lr for lr, loss in finite.items() if loss <= best + tolerance * spread)
 
 
 def fit_probe(

@@ -224,8 +224,24 @@ def test_flat_noisy_curve_has_no_suggestion(seed: int) -> None:
     result = analyze(LRS, flat)
     assert result.suggestion is None
     assert result.bracket is None
-    assert "did not fall" in result.reason
+    assert "within" not in result.reason and "did not fall" not in result.reason
+    assert "no more than the loss's step-to-step noise" in result.reason or (
+        "never fell below its starting level" in result.reason
+    )
     assert result.suggestions["bracket"] is None
+
+
+def test_a_fall_within_the_noise_is_reported_as_what_it_was() -> None:
+    """The loss fell (1.5 -> ~0.7) but no more than its step-to-step noise: the reason says
+    so with the numbers, never "the loss did not fall"."""
+    rng = np.random.default_rng(0)
+    losses = np.linspace(1.5, 0.69, 100) + rng.normal(0.0, 3.0, 100)
+    result = analyze(LRS, losses)
+    assert result.suggestion is None
+    assert "did not fall" not in result.reason
+    assert "the smoothed loss fell from" in result.reason and "noise" in result.reason
+    rising = analyze(LRS, np.linspace(1.0, 2.0, 100) + rng.normal(0.0, 0.01, 100))
+    assert "never fell below its starting level (1" in rising.reason
 
 
 def test_nan_at_the_first_step_gives_no_suggestion() -> None:
@@ -252,7 +268,7 @@ def test_a_late_nan_only_cuts_the_usable_part() -> None:
 
 def test_too_few_points_give_no_suggestion() -> None:
     result = analyze(LRS[:6], synthetic_loss()[:6])
-    assert result.suggestion is None and "too few steps" in result.reason
+    assert result.suggestion is None and "too few steps (6 recorded, at least 7" in result.reason
 
 
 def test_unknown_method_and_target_are_config_errors() -> None:

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from lrtune import LRRangeTest, find_lr
-from lrtune._verify import ProbePlan
+from lrtune._verify import Verification, _confirm, clear_winner
 from lrtune.config import TrainConfig
 from lrtune.data import DigitsDataModule
 from lrtune.errors import ConfigError
-from lrtune.lr_range import LRFinderResult, fit_probe, pick_probe, probe_candidates
+from lrtune.lr_range import LRFinderResult, fit_probe, probe_candidates
 from lrtune.module import ClassifierModule
 
 
@@ -66,11 +66,76 @@ def test_grid_candidates_are_the_same_for_nearby_suggestions() -> None:
     assert probe_candidates(lrs, smoothed, 0.0121, count=5)[0] == pytest.approx(0.0121)
 
 
-def test_the_lowest_held_out_loss_wins_ties_go_to_the_smaller_lr() -> None:
-    assert pick_probe({0.01: 0.50, 0.03: 0.40, 0.1: 0.45}) == 0.03
-    assert pick_probe({0.01: 0.401, 0.03: 0.400, 0.1: 0.9}, tolerance=0.01) == 0.01
-    assert pick_probe({0.01: math.nan, 0.03: 0.7}) == 0.03
-    assert pick_probe({0.01: math.nan}) is None
+def test_a_higher_lr_wins_only_when_it_wins_clearly() -> None:
+    low, mid, high = 0.01, 0.0215, 0.0464
+    noisy = [0.50, 0.40, 0.60, 0.45, 0.55, 0.50, 0.42, 0.58]
+    shake = [-0.1, 0.09, -0.08, 0.1, -0.09, 0.08, -0.1, 0.06]
+    # clearly lower on every batch: the higher LR wins
+    winner, why = clear_winner({low: noisy, mid: [v - 0.2 for v in noisy]}, margin=2.0)
+    assert winner == mid and "lowest held-out loss" in why
+    # lower on average, but within the noise of the per-batch difference: the lower LR
+    jitter = [v + d for v, d in zip(noisy, shake, strict=True)]
+    winner, why = clear_winner({low: noisy, mid: jitter}, margin=2.0)
+    assert np.mean(jitter) < np.mean(noisy) and winner == low
+    assert "kept over" in why and "standard errors" in why
+    # margin 0: the lowest mean wins, ties to the smaller LR
+    assert clear_winner({low: noisy, mid: jitter}, margin=0.0)[0] == mid
+    assert clear_winner({low: noisy, mid: list(noisy)}, margin=0.0)[0] == low
+    # diverged probes (no scores) never win; none finite: no winner
+    assert clear_winner({low: [], high: noisy}, margin=2.0)[0] == high
+    assert clear_winner({low: [], mid: []}, margin=2.0) == (None, "every probe diverged")
+
+
+class _FakeProber:
+    """Stands in for the probes: each LR's training losses and held-out scores, given."""
+
+    def __init__(self, losses: dict[float, list[float]], scores: dict[float, list[float]]):
+        self.losses, self.scores, self.calls = losses, scores, []
+        self._lr = 0.0
+
+    def run(self, lr: float, start: int, end: int, state: object) -> tuple[list, str | None]:
+        self.calls.append((lr, start, end, state is not None))
+        self._lr = lr
+        out = self.losses[lr]
+        bad = [i for i, v in enumerate(out) if not math.isfinite(v)]
+        return (out[: bad[0]], f"its loss was nan at step {start + bad[0]}") if bad else (out, None)
+
+    def score(self) -> list[float]:
+        return self.scores[self._lr]
+
+
+def test_confirmation_rejects_a_late_blow_up_and_steps_down() -> None:
+    candidates = [0.01, 0.0215, 0.0464]
+    flat = [1.0 - 0.001 * i for i in range(50)]
+    at_probe_end = {0.0215: [0.52] * 4 + [0.50] * 4, 0.0464: [0.42] * 4 + [0.40] * 4}
+    prober = _FakeProber(
+        losses={0.0464: flat, 0.0215: flat},
+        scores={0.0464: [0.9, 1.1] * 4, 0.0215: [0.45, 0.43] * 4},  # 0.0464 turned up
+    )
+    probes: list[dict[str, float]] = []
+    lr, rejected = _confirm(
+        prober, 0.0464, candidates, at_probe_end,  # type: ignore[arg-type]
+        saved={0.0464: ({}, {}), 0.0215: ({}, {})}, done=dict.fromkeys(candidates, 50),
+        horizon=100, margin=2.0, probes=probes,
+    )  # fmt: skip
+    assert lr == 0.0215
+    assert rejected == [
+        "0.0464 rejected over 100 steps: its held-out loss turned up from 0.41 to 1 "
+        "between steps 50 and 100"
+    ]
+    assert prober.calls == [(0.0464, 50, 100, True), (0.0215, 50, 100, True)]
+    assert [(p["lr"], p["confirm"]) for p in probes] == [(0.0464, 0.0), (0.0215, 1.0)]
+    # a NaN, then a spike: both rejected; the sweep's own suggestion is not confirmed
+    spike = flat[:30] + [50.0] * 20
+    prober = _FakeProber(losses={0.0464: [*flat[:10], math.nan], 0.0215: spike}, scores={})
+    lr, rejected = _confirm(
+        prober, 0.0464, candidates, {}, saved={}, done=dict.fromkeys(candidates, 50),  # type: ignore[arg-type]
+        horizon=100, margin=2.0, probes=[],
+    )  # fmt: skip
+    assert lr == 0.01 and len(rejected) == 2
+    assert "its loss was nan at step 10" in rejected[0]
+    assert "its training loss spiked" in rejected[1]
+    assert prober.calls == [(0.0464, 0, 100, False), (0.0215, 0, 100, False)]
 
 
 def _parabola_probes(vertex: float, steps: float = 16.0) -> list[dict[str, float]]:
@@ -102,19 +167,20 @@ def test_fit_moves_the_winner_to_the_vertex_within_half_a_spacing() -> None:
 
 
 def test_rungs_halve_the_steps_and_the_candidates() -> None:
-    assert ProbePlan(steps=32, rungs=3).rung_steps() == [8, 16, 32]
-    assert ProbePlan(steps=50).rung_steps() == [25, 50]
-    assert ProbePlan(steps=8, rungs=1).rung_steps() == [8]
+    assert Verification(steps=32, rungs=3).rung_steps() == [8, 16, 32]
+    assert Verification().resolved(100).rung_steps() == [25, 50]
+    assert Verification().resolved(100).confirm_steps() == 100
+    assert Verification(steps=8, rungs=1, confirm=None).confirm_steps() is None
+    plan = Verification(steps=16, rungs=3, fit=True, margin=0.0, confirm=None)
     result = find_lr(
         _module("adam"), datamodule=DigitsDataModule(batch_size=64), min_lr=1e-5,
-        max_lr=1.0, num_steps=40, verify=True, probe_steps=16, probe_rungs=3, probe_fit=True,
+        max_lr=1.0, num_steps=40, verify=plan,
     )  # fmt: skip
     per_rung = {s: [p for p in result.probes if p["steps"] == s] for s in (4.0, 8.0, 16.0)}
     counts = [len(v) for v in per_rung.values()]
     assert counts[0] >= 2 and counts[1] <= max(2, math.ceil(counts[0] * 0.4))
     assert counts[2] <= max(2, math.ceil(counts[1] * 0.4)) and counts[2] >= 1
-    winner = pick_probe({p["lr"]: p["loss"] for p in per_rung[16.0]})
-    assert winner is not None
+    winner = min(per_rung[16.0], key=lambda p: (p["loss"], p["lr"]))["lr"]
     assert result.suggestion == fit_probe(result.probes, winner)
     assert "fitted" in result.reason
 
@@ -123,7 +189,8 @@ def test_keep_sets_how_many_candidates_go_on() -> None:
     def second_rung(keep: float) -> tuple[int, int]:
         result = find_lr(
             _module("adam"), datamodule=DigitsDataModule(batch_size=64), min_lr=1e-5,
-            max_lr=1.0, num_steps=40, probe_steps=8, probe_keep=keep, probe_grid=True,
+            max_lr=1.0, num_steps=40,
+            verify=Verification(steps=8, keep=keep, grid=True, confirm=None),
         )  # fmt: skip
         first = [p for p in result.probes if p["steps"] == 4.0]
         return len(first), len(result.probes) - len(first)
@@ -142,19 +209,29 @@ def test_find_lr_verifies_with_successive_halving_and_restores_everything() -> N
     states = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
     result = find_lr(
         module, datamodule=DigitsDataModule(batch_size=64), min_lr=1e-4, max_lr=10.0,
-        num_steps=60, verify=True, probe_steps=16,
+        num_steps=60, verify=Verification(steps=16),
     )  # fmt: skip
     # the sweep is the same; the verification only adds probes
     assert result.lrs == plain.lrs and result.losses == plain.losses
     assert result.sweep_suggestion == plain.suggestion
     first = [p for p in result.probes if p["steps"] == 8]
-    last = [p for p in result.probes if p["steps"] == 16]
+    last = [p for p in result.probes if p["steps"] == 16 and "confirm" not in p]
+    confirmed = [p for p in result.probes if "confirm" in p]
     candidates = probe_candidates(plain.lrs, plain.smoothed, plain.suggestion)  # type: ignore[arg-type]
     assert [p["lr"] for p in first] == candidates
     assert 2 <= len(last) <= max(2, math.ceil(len(first) * 0.4))
     ranked = sorted((p["loss"], p["lr"]) for p in first)
     assert {p["lr"] for p in last} == {lr for _, lr in ranked[: len(last)]}
-    assert result.suggestion == pick_probe({p["lr"]: p["loss"] for p in last})
+    # the winner: the best of the last rung, or a lower one it does not beat clearly
+    best = min(last, key=lambda p: p["loss"])["lr"]
+    if not confirmed:
+        assert result.suggestion in {p["lr"] for p in last} and result.suggestion <= best
+    # a winner above the sweep's answer ran on to 32 steps (as long as the sweep) and was
+    # confirmed, or rejected for the next candidate down
+    assert all(p["steps"] == 32 for p in confirmed)
+    if result.suggestion != candidates[0]:
+        assert confirmed and confirmed[-1]["lr"] == result.suggestion
+        assert confirmed[-1]["confirm"] == 1.0 and "confirmed over 32 steps" in result.reason
     assert "verified by" in result.reason
     # weights and random streams as before the call
     for name, value in _weights(module).items():
@@ -177,7 +254,7 @@ def test_training_after_a_verified_test_is_as_without_it() -> None:
         trainer.fit(module, datamodule=DigitsDataModule(batch_size=32, seed=1))
         return _weights(module)
 
-    finder = LRRangeTest(1e-4, 10.0, 40, verify=True, probe_steps=8)
+    finder = LRRangeTest(1e-4, 10.0, 40, verify=Verification(steps=8))
     with_test = fit([finder])
     assert finder.result is not None and finder.result.probes
     without = fit([])
@@ -197,7 +274,7 @@ def test_a_peak_lr_target_is_not_verified() -> None:
 def test_probes_round_trip_and_show_on_the_plot() -> None:
     result = find_lr(
         _module("adam"), datamodule=DigitsDataModule(batch_size=64), min_lr=1e-5,
-        max_lr=1.0, num_steps=40, verify=True, probe_steps=8,
+        max_lr=1.0, num_steps=40, verify=Verification(steps=8),
     )  # fmt: skip
     again = LRFinderResult.from_dict(result.to_dict())
     assert again.probes == result.probes and again.sweep_suggestion == result.sweep_suggestion
@@ -209,17 +286,28 @@ def test_probes_round_trip_and_show_on_the_plot() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"probe_count": 1}, "probe_count must be >= 2"),
-     ({"probe_batches": 0}, "probe_batches >= 1"),
-     ({"probe_steps": 1}, "probe_steps >= 2"),
-     ({"probe_rungs": 0}, "probe_rungs >= 1"),
-     ({"probe_reach": 0.5}, "probe_reach must be >= 1"),
-     ({"probe_keep": 1.0}, "probe_keep must be in"),
-     ({"probe_keep": 0}, "probe_keep must be in")],
+    [({"count": 1}, "Verification.count must be >= 2, got 1"),
+     ({"batches": 0}, "Verification.batches must be >= 1"),
+     ({"steps": 1}, "Verification.steps must be >= 2"),
+     ({"rungs": 0}, "Verification.rungs must be >= 1"),
+     ({"reach": 0.5}, "Verification.reach must be >= 1"),
+     ({"keep": 1.0}, "Verification.keep must be in"),
+     ({"keep": 0}, "Verification.keep must be in"),
+     ({"margin": -1.0}, "Verification.margin must be >= 0"),
+     ({"margin": math.nan}, "Verification.margin must be >= 0"),
+     ({"confirm": 1.0}, "Verification.confirm must be > 1, or None")],
 )  # fmt: skip
-def test_bad_probe_settings(kwargs: dict, match: str) -> None:
+def test_bad_verification_settings(kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        LRRangeTest(verify=True, **kwargs)
+        Verification(**kwargs)
+
+
+def test_verify_takes_a_bool_or_a_verification() -> None:
+    with pytest.raises(ConfigError, match="verify must be True, False or a Verification"):
+        LRRangeTest(verify="yes")  # type: ignore[arg-type]
+    import lrtune
+
+    assert lrtune.Verification is Verification
 
 
 def test_find_lr_cli_verify_and_lr_auto_centre_on_the_verified_lr(tmp_path: Path) -> None:
