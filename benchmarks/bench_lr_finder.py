@@ -137,6 +137,10 @@ ALL_VARIANTS: dict[str, dict[str, Any]] = {
     "v19-m0": {"margin": 0.0},
     "v19-m1": {"margin": 1.0},
     "v19-c3": {"confirm": 3.0},
+    # cheaper: 3 candidates, rungs of 12 and 24 steps, confirmation to 48
+    "v19-lite": {"steps": 24, "count": 3},
+    # cheaper still: 3 candidates, one rung of 20 steps, confirmation to 40
+    "v19-r1": {"steps": 20, "count": 3, "rungs": 1},
 }
 DEFAULT_VARIANTS = ("v19", "v19-m0", "v19-pre", "v19-m0-pre")
 
@@ -629,6 +633,14 @@ def finder_seconds(rows: list[dict[str, Any]], finder: str, what: str = "seconds
     return [_run_of(row, finder)[what] for row in rows]
 
 
+def lightning_beside(rows: list[dict[str, Any]], finder: str) -> list[float]:
+    """Lightning's time in the same case and run as ``finder`` (a variant joined from
+    another ``--merge`` file was timed beside that file's Lightning run)."""
+    return [
+        _run_of(row, finder).get("lightning_seconds", row["lightning"]["seconds"]) for row in rows
+    ]
+
+
 def finder_steps(rows: list[dict[str, Any]], finder: str) -> list[int]:
     return [_run_of(row, finder)["steps_run"] for row in rows]
 
@@ -737,10 +749,10 @@ def safety_table(rows: list[dict[str, Any]], agg: dict[str, dict[str, Any]]) -> 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per finder/method: regret, failures, spread, time."""
     out: dict[str, dict[str, Any]] = {}
-    pl_time = _mean(finder_seconds(rows, "lightning"))
     pl_cpu = _mean(finder_seconds(rows, "lightning", "cpu_seconds"))
-    pl_each = finder_seconds(rows, "lightning")
     for finder in FINDERS:
+        pl_each = lightning_beside(rows, finder)
+        pl_time = _mean(pl_each)
         entries = [row["finders"][finder] for row in rows]
         regrets = [e["regret"] for e in entries if e["regret"] is not None]
         failure_regrets = [e["failure_regret"] for e in entries if e["regret"] is None]
@@ -943,19 +955,42 @@ def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _join(rows: list[dict[str, Any]], more: list[dict[str, Any]]) -> None:
+    """Add the verified variants of ``more`` to the same cases of ``rows`` (same setting,
+    optimizer and seed), each with the Lightning time measured beside it."""
+    by_case = {(r["setting"], r["optimizer"], r["seed"]): r for r in rows}
+    for extra in more:
+        row = by_case.get((extra["setting"], extra["optimizer"], extra["seed"]))
+        if row is None:
+            rows.append(extra)
+            by_case[(extra["setting"], extra["optimizer"], extra["seed"])] = extra
+            continue
+        for name, run in extra["verified"].items():
+            row["verified"].setdefault(
+                name, {**run, "lightning_seconds": extra["lightning"]["seconds"]}
+            )
+        for name, entry in extra["finders"].items():
+            row["finders"].setdefault(name, entry)
+
+
 def merge(paths: list[Path], out: Path) -> int:
-    """Summarise the rows of several ``--out`` files together (same variants)."""
+    """Summarise the rows of several ``--out`` files together: files over other cases add
+    rows; files over the same cases with other variants add those variants to them."""
     payloads = [json.loads(p.read_text()) for p in paths]
-    variants = payloads[0]["config"]["variants"]
-    if any(p["config"]["variants"] != variants for p in payloads):
-        raise SystemExit("--merge: the files were run with different --variants")
+    variants = list(dict.fromkeys(v for p in payloads for v in p["config"]["variants"]))
     choose_variants(variants)
-    rows = [row for p in payloads for row in p["rows"]]
+    rows: list[dict[str, Any]] = []
+    for payload in payloads:
+        _join(rows, payload["rows"])
+    missing = [f for f in FINDERS if any(f not in r["finders"] for r in rows)]
+    if missing:
+        raise SystemExit(f"--merge: not every case ran {', '.join(missing)}")
     print(f"# merged {len(rows)} cases from {', '.join(map(str, paths))}\n")
     summary = report(rows)
+    config = {**payloads[0]["config"], "variants": variants}
     out.write_text(json.dumps({"merged": [str(p) for p in paths],
                                "envs": [p["env"] for p in payloads],
-                               "config": payloads[0]["config"], **summary, "rows": rows},
+                               "config": config, **summary, "rows": rows},
                               indent=1))  # fmt: skip
     print(f"\nwrote {out}")
     return 0
