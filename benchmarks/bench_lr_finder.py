@@ -116,9 +116,12 @@ LRTUNE_METHODS = ("steepest", "valley", "minimum", "bracket")
 # lowest held-out loss wins) and no confirmation (``confirm=None``): _OLD pins that rule.
 # Issue 19: ``v19`` is today's default (a higher LR must win by more than 2 standard errors
 # of the per-batch difference; a winner above the sweep's answer runs on to 2x the probe
-# length and must stay healthy); ``v19-m0`` confirms without the margin. Each run variant
-# also yields its pre-confirmation winner as ``<name>-pre`` (``v19-pre``: the margin alone;
-# ``v19-m0-pre``: issue 14's default p50-k2-b0), from the recorded probes: no second run.
+# length and must stay healthy); ``v19-m0`` confirms without the margin. ``v19-whole``:
+# held-out scores on the validation loader's batches unsplit (one or two big batches on
+# these datasets, so the margin's standard error was 0 or from 2 batches: the first run).
+# Each run variant also yields its pre-confirmation winner as ``<name>-pre`` (``v19-pre``:
+# the margin alone; ``v19-m0-pre``: issue 14's default p50-k2-b0), from the recorded probes:
+# no second run.
 _OLD = {"margin": 0.0, "confirm": None}
 _ROUND_2 = {**_OLD, "keep": 0.5, "below": 1}
 ALL_VARIANTS: dict[str, dict[str, Any]] = {
@@ -134,6 +137,7 @@ ALL_VARIANTS: dict[str, dict[str, Any]] = {
     "p50-k2-b0": {**_OLD, "steps": 50, "keep": 0.4, "below": 0},
     "r3-p48-k2": {**_ROUND_2, "steps": 48, "rungs": 3, "keep": 0.4},
     "v19": {},
+    "v19-whole": {"whole": True},
     "v19-m0": {"margin": 0.0},
     "v19-m1": {"margin": 1.0},
     "v19-c3": {"confirm": 3.0},
@@ -438,10 +442,16 @@ def test_accuracy(module: ClassifierModule, dm: Any) -> tuple[float, bool]:
 def candidate_rule(options: dict[str, Any]) -> Any:
     """A context in which the probes use the candidate rule of a variant's ``offset`` and
     ``below`` (keys popped from ``options``): no ``find_lr`` options, these variants swap
-    the candidate function (lrtune.lr_range.probe_candidates) for the call."""
+    the candidate function (lrtune.lr_range.probe_candidates) for the call. ``whole``
+    scores on the validation batches as the loader gives them, unsplit (the rule before
+    held-out batches were cut into chunks for the margin's standard error)."""
     rule = {k: options.pop(k) for k in ("offset", "below") if k in options}
     candidates = functools.partial(lr_range.probe_candidates, **rule)
-    return mock.patch.object(_verify, "probe_candidates", candidates)
+    stack = contextlib.ExitStack()
+    stack.enter_context(mock.patch.object(_verify, "probe_candidates", candidates))
+    if options.pop("whole", False):  # held-out batches as the loader gives them (no chunks)
+        stack.enter_context(mock.patch.object(_verify, "split_batch", lambda b, n: [b]))
+    return stack
 
 
 def pre_confirmation(winner: float | None, probes: list[dict[str, float]] | None) -> Any:

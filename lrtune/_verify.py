@@ -207,7 +207,45 @@ def held_out_batches(
                 break
     if not batches:
         batches = [next(stream)[1] for _ in range(count)]
+    if len(batches) < count:  # one big validation batch: chunks give the score's noise
+        batches = [chunk for batch in batches
+                   for chunk in split_batch(batch, math.ceil(count / len(batches)))]  # fmt: skip
     return batches
+
+
+def split_batch(batch: Any, parts: int) -> list[Any]:
+    """``batch`` cut into up to ``parts`` smaller batches along the first dimension of
+    every tensor in it (tuples, lists and dicts of tensors); ``[batch]`` when it holds no
+    tensor or its tensors disagree on that dimension."""
+    sizes: set[int] = set()
+
+    def size_of(value: Any) -> None:
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            sizes.add(value.shape[0])
+        elif isinstance(value, (tuple, list)):
+            for item in value:
+                size_of(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                size_of(item)
+
+    size_of(batch)
+    if len(sizes) != 1 or parts < 2:
+        return [batch]
+    n = min(parts, sizes.pop())
+
+    def part(value: Any, i: int) -> Any:
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            return value.tensor_split(n)[i]
+        if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
+            return type(value)(*(part(v, i) for v in value))
+        if isinstance(value, (tuple, list)):
+            return type(value)(part(v, i) for v in value)
+        if isinstance(value, dict):
+            return {k: part(v, i) for k, v in value.items()}
+        return value
+
+    return [part(batch, i) for i in range(n)]
 
 
 _State = tuple[dict[str, torch.Tensor], dict[str, Any]]

@@ -332,3 +332,18 @@ def test_find_lr_cli_verify_and_lr_auto_centre_on_the_verified_lr(tmp_path: Path
     assert math.sqrt(low * high) == pytest.approx(result.suggestion)
     bracket_low, bracket_high = result.bracket  # type: ignore[misc]
     assert high / low == pytest.approx(bracket_high * 9 / bracket_low)
+
+
+def test_one_big_validation_batch_is_cut_into_chunks_for_the_score_noise() -> None:
+    from lrtune._verify import split_batch
+
+    x, y = torch.arange(20.0).view(10, 2), torch.arange(10)
+    parts = split_batch((x, y), 4)
+    assert [len(p[1]) for p in parts] == [3, 3, 2, 2]
+    assert torch.equal(torch.cat([p[0] for p in parts]), x)
+    as_dict = split_batch({"x": x, "y": y, "name": "b"}, 3)
+    assert [len(p["y"]) for p in as_dict] == [4, 3, 3] and as_dict[0]["name"] == "b"
+    whole = split_batch((x, torch.arange(4)), 4)  # first dimensions disagree: left whole
+    assert len(whole) == 1 and whole[0][0] is x
+    assert split_batch("not a tensor", 4) == ["not a tensor"]
+    assert len(split_batch((x[:2], y[:2]), 8)) == 2  # never more chunks than samples
