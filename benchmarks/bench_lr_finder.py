@@ -121,7 +121,8 @@ LRTUNE_METHODS = ("steepest", "valley", "minimum", "bracket")
 # these datasets, so the margin's standard error was 0 or from 2 batches: the first run).
 # Each run variant also yields its pre-confirmation winner as ``<name>-pre`` (``v19-pre``:
 # the margin alone; ``v19-m0-pre``: issue 14's default p50-k2-b0), from the recorded probes:
-# no second run.
+# no second run. ``v19-nob``: the sweep's answer may drop out after the first rung (the
+# second run's rule, before ``baseline``).
 _OLD = {"margin": 0.0, "confirm": None}
 _ROUND_2 = {**_OLD, "keep": 0.5, "below": 1}
 ALL_VARIANTS: dict[str, dict[str, Any]] = {
@@ -137,7 +138,8 @@ ALL_VARIANTS: dict[str, dict[str, Any]] = {
     "p50-k2-b0": {**_OLD, "steps": 50, "keep": 0.4, "below": 0},
     "r3-p48-k2": {**_ROUND_2, "steps": 48, "rungs": 3, "keep": 0.4},
     "v19": {},
-    "v19-whole": {"whole": True},
+    "v19-whole": {"whole": True, "baseline": False},
+    "v19-nob": {"baseline": False},
     "v19-m0": {"margin": 0.0},
     "v19-m1": {"margin": 1.0},
     "v19-c3": {"confirm": 3.0},

@@ -10,7 +10,8 @@ long does not last long enough to show a late divergence). So:
    (:func:`~lrtune.lr_range.probe_candidates`) each train from the same weights, optimizer
    state and batches, are scored on the same held-out batches, and the best few train on
    (successive halving);
-2. of the last rung, the lowest LR that the best one does not beat *clearly* wins: a higher
+2. the sweep's own suggestion always reaches the last rung (``baseline``); of the last rung,
+   the lowest LR that the best one does not beat *clearly* wins: a higher
    LR must lower the held-out loss by more than ``margin`` standard errors of the paired,
    per-batch difference (the noise of the score itself);
 3. a winner above the sweep's suggestion trains on to ``confirm`` times the probe length
@@ -78,6 +79,10 @@ class Verification:
             ``steps`` and is rejected if its loss turns non-finite or spikes, or its
             held-out loss turns up (default 2, as long as the sweep; ``None``: no
             confirmation).
+        baseline: The sweep's own suggestion (the lowest candidate, the safe answer) trains
+            to the last rung even when successive halving would drop it, so a higher LR must
+            beat it at full probe length (default ``True``; a slow starter, e.g. RAdam or a
+            BatchNorm net, can trail after a short first rung and lead later).
         fit: Refine the winner between its neighbours by a parabola (default ``False``;
             :func:`~lrtune.lr_range.fit_probe`).
         grid: Candidates on the fixed log grid ``10 ** (k / 3)`` rather than relative to the
@@ -95,6 +100,7 @@ class Verification:
     keep: float = 0.4
     margin: float = 2.0
     confirm: float | None = 2.0
+    baseline: bool = True
     fit: bool = False
     grid: bool = False
 
@@ -355,6 +361,8 @@ def verify(
         )
         if not last:
             alive = [lr for _, lr in ranked[: max(2, math.ceil(len(alive) * plan.keep - 1e-9))]]
+            if plan.baseline and candidates[0] not in alive and scores.get(candidates[0]):
+                alive.insert(0, candidates[0])  # the safe answer always gets a full probe
             saved = {lr: saved[lr] for lr in alive if lr in saved}  # the others are done
             if len(alive) < 2:
                 scores = {lr: scores[lr] for lr in alive}
