@@ -164,7 +164,7 @@ def _finders() -> tuple[str, ...]:
 _DERIVED = ("-fit", "-pre")
 
 
-def choose_variants(names: Iterable[str]) -> None:
+def choose_variants(names: Iterable[str], merging: bool = False) -> None:
     """Set the verified variants this run measures (a ``-fit`` or ``-pre`` name adds its
     base: ``-fit`` refines the base's winner between its neighbours, ``-pre`` is the base's
     winner before its confirmation)."""
@@ -175,10 +175,10 @@ def choose_variants(names: Iterable[str]) -> None:
         base = name
         for suffix in _DERIVED:
             base = base.removesuffix(suffix)
-        if base not in ALL_VARIANTS:
+        if base not in ALL_VARIANTS and not merging:
             raise SystemExit(f"unknown variant {name!r}; known: {', '.join(ALL_VARIANTS)} "
                              "(each also with -fit or -pre)")  # fmt: skip
-        runs[base] = ALL_VARIANTS[base]
+        runs[base] = ALL_VARIANTS.get(base, {})
         if name != base:
             derived[name] = base
     VERIFY_VARIANTS, FIT_VARIANTS = runs, derived
@@ -678,6 +678,7 @@ def leave_one_setting_out(rows: list[dict[str, Any]]) -> dict[str, Any]:
     regret, disasters and the spread over the held-out runs (every run is held out exactly
     once)."""
     variants = [f"lrtune:verified-{v}" for v in (*VERIFY_VARIANTS, *FIT_VARIANTS)]
+    variants.append("lrtune:bracket")  # the sweep alone is a candidate default too
     settings = sorted({row["setting"] for row in rows})
     chosen: dict[str, str] = {}
     held: list[tuple[dict[str, Any], str]] = []
@@ -925,8 +926,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "-pre (derived from its base's probes)",
     )
     parser.add_argument(
-        "--merge", type=Path, nargs="+", default=None,
-        help="summarise the rows of these --out files together (runs nothing)",
+        "--merge", nargs="+", default=None, metavar="FILE[:SUFFIX]",
+        help="summarise the rows of these --out files together (runs nothing); FILE:SUFFIX "
+        "renames that file's verified variants (e.g. r1.json:-old)",
     )  # fmt: skip
     return parser.parse_args(argv)
 
@@ -985,12 +987,39 @@ def _join(rows: list[dict[str, Any]], more: list[dict[str, Any]]) -> None:
             row["finders"].setdefault(name, entry)
 
 
-def merge(paths: list[Path], out: Path) -> int:
+def _renamed(payload: dict[str, Any], suffix: str) -> dict[str, Any]:
+    """``payload`` with ``suffix`` added to its verified variants' names (a file run at an
+    older commit, whose ``v19`` is not today's)."""
+    if not suffix:
+        return payload
+
+    def name(variant: str) -> str:  # v19-pre -> v19<suffix>-pre
+        for ending in _DERIVED:
+            if variant.endswith(ending):
+                return variant.removesuffix(ending) + suffix + ending
+        return variant + suffix
+
+    prefix = "lrtune:verified-"
+    payload["config"]["variants"] = [name(v) for v in payload["config"]["variants"]]
+    for row in payload["rows"]:
+        row["verified"] = {name(k): v for k, v in row["verified"].items()}
+        row["finders"] = {
+            (prefix + name(k.removeprefix(prefix)) if k.startswith(prefix) else k): v
+            for k, v in row["finders"].items()
+        }
+    return payload
+
+
+def merge(paths: list[str], out: Path) -> int:
     """Summarise the rows of several ``--out`` files together: files over other cases add
-    rows; files over the same cases with other variants add those variants to them."""
-    payloads = [json.loads(p.read_text()) for p in paths]
+    rows; files over the same cases with other variants add those variants to them.
+    ``FILE:SUFFIX`` adds SUFFIX to that file's verified variants' names."""
+    payloads = []
+    for spec in paths:
+        path, _, suffix = spec.partition(":")
+        payloads.append(_renamed(json.loads(Path(path).read_text()), suffix))
     variants = list(dict.fromkeys(v for p in payloads for v in p["config"]["variants"]))
-    choose_variants(variants)
+    choose_variants(variants, merging=True)
     rows: list[dict[str, Any]] = []
     for payload in payloads:
         _join(rows, payload["rows"])
