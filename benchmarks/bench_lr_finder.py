@@ -117,7 +117,7 @@ LRTUNE_METHODS = ("steepest", "valley", "minimum", "bracket")
 # Issue 19: ``v19`` (a higher LR must win by more than 2 standard errors of the per-batch
 # difference; a winner above the sweep's answer runs on to 2x the probe length and must
 # stay healthy) and ``v19-m0``, the same without the margin: today's default, which
-# leave-one-setting-out chose in 11 of 12 folds. ``v19-whole``:
+# leave-one-setting-out chose in 12 of 13 folds. ``v19-whole``:
 # held-out scores on the validation loader's batches unsplit (one or two big batches on
 # these datasets, so the margin's standard error was 0 or from 2 batches: the first run).
 # Each run variant also yields its pre-confirmation winner as ``<name>-pre`` (``v19-pre``:

@@ -171,8 +171,9 @@ def find_lr_command(
             "--verify/--no-verify",
             help=(
                 "Check each suggestion with short constant-LR probes at and above it, "
-                "scored on held-out batches; the winner becomes the suggestion (default on; "
-                "--no-verify: the sweep's own suggestion, about half the time)."
+                "scored on held-out batches; a winner above the sweep's answer must stay "
+                "healthy over a longer run, else the next one down (default on; "
+                "--no-verify: the sweep's own suggestion, about a third of the time)."
             ),
         ),
     ] = True,
