@@ -505,3 +505,34 @@ def test_best_on_missing_journal_creates_nothing(
     result = _run(capsys, "best", "--study-name", "nope", "--storage", str(journal))
     _assert_one_line_error(*result, "--storage: no journal file at", str(journal))
     assert not journal.exists() and not journal.parent.exists()
+
+
+def test_a_lock_study_name_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A study named like a set-up lock would be deleted by the next search as a stale lock."""
+    path = _write(tmp_path, "ok", BASE)
+    journal = tmp_path / "s.journal"
+    result = _run(capsys, "search", str(path), "--storage", str(journal),
+                  "--study-name", "mine.lrtune-lock")  # fmt: skip
+    _assert_one_line_error(*result, "name: 'mine.lrtune-lock' ends with '.lrtune-lock'")
+    assert not journal.exists()
+
+
+def test_another_tools_study_is_never_written_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An existing plain Optuna study of the same name (no lrtune config) is refused
+    before lrtune adds anything to it."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    journal = tmp_path / "s.journal"
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    other = optuna.create_study(study_name="theirs", storage=storage)
+    other.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=3)
+    before = _snapshot(journal)
+    path = _write(tmp_path, "ok", BASE)
+    result = _run(capsys, "search", str(path), "--storage", str(journal),
+                  "--study-name", "theirs")  # fmt: skip
+    _assert_one_line_error(
+        *result, "study 'theirs'", "already holds 3 trials and was not made by lrtune"
+    )
+    assert _snapshot(journal) == before

@@ -62,6 +62,12 @@ def _check_same_study(study: optuna.Study, config: StudyConfig, storage: str) ->
     """Store the config in a new study; a rerun must bring the same one. While no trial has
     finished (say the first one failed on a misnamed metric), a fixed config takes over."""
     stored = study.user_attrs.get(ATTR_CONFIG)
+    if stored is None and study.get_trials(deepcopy=False):
+        raise ConfigError(  # another tool's study: adding lrtune trials would damage it
+            f"study {config.name!r} in {mask_url(storage)} already holds "
+            f"{len(study.get_trials(deepcopy=False))} trials and was not made by lrtune; "
+            "use another --study-name"
+        )
     if stored is not None:
         old = StudyConfig.model_validate(stored)
         before, after = _comparable(old), _comparable(config)

@@ -21,7 +21,7 @@ from lrtune.errors import ConfigError, StudyFailedError
 from lrtune.hooks import SearchCallback
 from lrtune.publish import DashboardPublisher
 from lrtune.results import best_config
-from lrtune.storage import check_target, close_storage, open_storage
+from lrtune.storage import LOCK_SUFFIX, check_target, close_storage, is_lock_study, open_storage
 from lrtune.study._factories import create_pruner, create_sampler
 from lrtune.study._progress import print_summary
 from lrtune.study._runner import TrialCallback, open_study, run_worker
@@ -54,6 +54,11 @@ def _precheck(
     try:
         if workers < 1:
             raise ConfigError(f"workers must be >= 1, got {workers}")
+        if is_lock_study(config.name):  # a rerun would take it for a stale lock: deleted
+            raise ConfigError(
+                f"name: {config.name!r} ends with {LOCK_SUFFIX!r}, which lrtune keeps for "
+                "its set-up locks; choose another study name"
+            )
         check_target(config.storage)
         create_sampler(config), create_pruner(config)
         base = config.base_train_config()
