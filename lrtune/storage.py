@@ -232,9 +232,21 @@ def _check_url(url: str) -> None:
         raise ConfigError(f"storage {mask_url(url)}: the password contains '@'; write it as %40")
 
 
+_SCHEME_TYPO = re.compile(r"^(sqlite|postgres|postgresql|mysql|mariadb)(\+\w+)?:/*(?!//)", re.I)
+
+
 def _check_journal_path(target: str) -> Path:
     """A journal file path that can be used: not a folder, its parent is (or can be) a
-    folder, and an existing file is an Optuna journal (never append to another file)."""
+    folder, and an existing file is an Optuna journal (never append to another file).
+    A database URL with a slash missing (``sqlite:/x.db``) is refused, not taken for a
+    journal file in a folder named ``sqlite:``."""
+    if _SCHEME_TYPO.match(target):
+        scheme = target.split(":", 1)[0]
+        hint = "sqlite:///studies.db" if scheme.lower() == "sqlite" else f"{scheme}://..."
+        raise ConfigError(
+            f"storage {mask_url(target)}: looks like a database URL without '://' "
+            f"(write e.g. {hint}), or give a journal file path"
+        )
     path = Path(target)
     if path.is_dir():
         raise ConfigError(f"storage {target}: is a directory, expected a journal file")

@@ -57,6 +57,14 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
         ("n_trials or timeout is required",),
     ),
     ("timeout-negative", BASE + "timeout: -5\n", ("timeout must be > 0",)),
+    (
+        "report_every-above-steps",
+        _replace("budget: {epochs: 1}", "budget: {steps: 10, report_every: 100}"),
+        ("budget: report_every (100) is above steps (10)", "validation would never run"),
+    ),
+    ("seed-too-large", BASE + "seed: 99999999999\n", ("seed", "99999999999")),
+    ("lr-high-infinite", BASE + "  lr: {low: 0.001, high: .inf}\n", ("space.lr.high",)),
+    ("lr-widen-infinite", BASE + "  lr: {auto: true, widen: .inf}\n", ("space.lr.widen",)),
     ("budget-missing", _replace("budget: {epochs: 1}\n", ""), ("budget is required",)),
     (
         "budget-epochs-and-steps",
@@ -536,3 +544,14 @@ def test_another_tools_study_is_never_written_to(
         *result, "study 'theirs'", "already holds 3 trials and was not made by lrtune"
     )
     assert _snapshot(journal) == before
+
+
+@pytest.mark.parametrize("url", ["sqlite:/studies.db", "sqlite:studies.db", "postgresql:/x"])
+def test_a_database_url_missing_a_slash_is_refused(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not taken for a journal file in a new folder named ``sqlite:``."""
+    path = _write(tmp_path, "ok", BASE)
+    result = _run(capsys, "search", str(path), "--storage", url)
+    _assert_one_line_error(*result, f"storage {url}: looks like a database URL without '://'")
+    assert list(tmp_path.iterdir()) == [path]

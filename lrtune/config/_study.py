@@ -77,9 +77,9 @@ class LRSpace(_Frozen):
     """
 
     auto: bool = False
-    low: float | None = Field(None, gt=0)
-    high: float | None = Field(None, gt=0)
-    widen: float = Field(3.0, ge=1.0)
+    low: float | None = Field(None, gt=0, allow_inf_nan=False)
+    high: float | None = Field(None, gt=0, allow_inf_nan=False)
+    widen: float = Field(3.0, ge=1.0, allow_inf_nan=False)
     num_steps: int = Field(100, ge=10)
     linked: bool = True
     verify: bool = False
@@ -211,6 +211,12 @@ class Budget(_Frozen):
             raise ValueError("give exactly one of epochs or steps")
         if self.epochs is not None and self.report_every is not None:
             raise ValueError("report_every is for a steps budget (epochs report every epoch)")
+        steps, every = self.steps, self.report_every
+        if steps is not None and every is not None and every > steps:  # no validation ever
+            raise ValueError(
+                f"report_every ({every}) is above steps ({steps}): validation would never "
+                "run, so no trial could be scored"
+            )
         return self
 
 
@@ -299,7 +305,7 @@ class StudyConfig(_Frozen):
     timeout: float | None = Field(None, gt=0)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=2**32)
     storage: str | None = None
     artifacts: Path | None = None
     enqueue_defaults: bool = False

@@ -256,7 +256,7 @@ class TrainConfig(_Frozen):
     batch_size: int | None = Field(None, ge=1)
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     augment: bool | None = None
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=2**32)
     device: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     precision: Literal["32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "64-true"] = (
         "32-true"
