@@ -11,6 +11,7 @@ when the md5 matches. The temporary file is removed on any failure, including
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import logging
@@ -332,15 +333,8 @@ def ensure_files(
     """
     dest_dir = Path(dest_dir)
     filenames = [r.filename for r in remotes]
-    try:
-        dest_dir.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise DataError(f"{dest_dir}: exists but is not a directory") from None
-    except OSError as exc:
-        raise DataError(
-            f"{dest_dir}: cannot create data directory: {_one_line(exc.strerror or exc)}"
-        ) from None
-
+    if dest_dir.exists() and not dest_dir.is_dir():
+        raise DataError(f"{dest_dir}: exists but is not a directory")
     paths = [dest_dir / r.filename for r in remotes]
     for path in paths:
         if path.exists() and not path.is_file():
@@ -352,6 +346,24 @@ def ensure_files(
             f"{dest_dir}: {dataset} file(s) missing: {names} (download disabled): "
             f"{offline_hint(dataset, filenames, dest_dir)}"
         )
-    for remote in missing:
-        download_file(remote, dest_dir, timeout=timeout, dataset=dataset, all_files=filenames)
+    if not missing:
+        return paths
+    # the folder is made for the download, and taken away again if nothing came of it
+    created = [d for d in (dest_dir, *dest_dir.parents) if not d.exists()]
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise DataError(f"{dest_dir}: exists but is not a directory") from None
+    except OSError as exc:
+        raise DataError(
+            f"{dest_dir}: cannot create data directory: {_one_line(exc.strerror or exc)}"
+        ) from None
+    try:
+        for remote in missing:
+            download_file(remote, dest_dir, timeout=timeout, dataset=dataset, all_files=filenames)
+    except BaseException:
+        for folder in created:  # deepest first; only the ones still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     return paths

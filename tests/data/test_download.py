@@ -281,6 +281,18 @@ def test_ensure_files_no_download_missing(dead_url: str, tmp_path: Path) -> None
     assert "download disabled" in message and "\n" not in message
 
 
+def test_ensure_files_creates_no_folder_it_cannot_fill(dead_url: str, tmp_path: Path) -> None:
+    """A missing data_dir is made for a download, and taken away when the download fails;
+    with downloads off, it is never made (issue 21: /nonexistent/mnist was created)."""
+    dest = tmp_path / "no" / "such" / "mnist"
+    with pytest.raises(DataError, match="download disabled"):
+        ensure_files(dest, _remotes(dead_url), dataset="mnist", download=False)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DataError, match="cannot download"):
+        ensure_files(dest, _remotes(dead_url), dataset="mnist", timeout=2.0)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ensure_files_creates_dir_and_downloads_missing(
     server: tuple[str, Path], tmp_path: Path
 ) -> None:
