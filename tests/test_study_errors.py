@@ -555,3 +555,42 @@ def test_a_database_url_missing_a_slash_is_refused(
     result = _run(capsys, "search", str(path), "--storage", url)
     _assert_one_line_error(*result, f"storage {url}: looks like a database URL without '://'")
     assert list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.parametrize(
+    ("sets", "fragment"),
+    [(("space.lr=auto", "space.lr.low=0.001"),
+      "--set space.lr.low: clashes with space.lr='auto', set before"),
+     (("space.lr.low=0.001", "space.lr=auto"),
+      "--set space.lr='auto': clashes with the space.lr.* values set before")],
+)  # fmt: skip
+def test_clashing_set_overrides_are_refused(
+    sets: tuple[str, str], fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, "ok", BASE)
+    journal = tmp_path / "s.journal"
+    args = [a for pair in sets for a in ("--set", pair)]
+    result = _run(capsys, "search", str(path), "--storage", str(journal), *args)
+    _assert_one_line_error(*result, fragment)
+    assert not journal.exists()
+
+
+@pytest.mark.parametrize("where", ["folder", "under-a-file", "long-name"])
+def test_bad_outputs_are_refused_before_any_trial(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--best-out a folder or under a file, and a study name too long to name files, are
+    refused before the storage is touched (they used to fail after the trials ran)."""
+    path = _write(tmp_path, "ok", BASE)
+    journal = tmp_path / "s.journal"
+    (tmp_path / "afolder").mkdir()
+    (tmp_path / "afile").write_text("x")
+    extra, fragment = {
+        "folder": (["--best-out", str(tmp_path / "afolder")], "best_out: "),
+        "under-a-file": (["--best-out", str(tmp_path / "afile" / "b.yaml")],
+                         "which is not a folder"),
+        "long-name": (["--study-name", "n" * 300], "name: 300 bytes long, at most 200"),
+    }[where]  # fmt: skip
+    result = _run(capsys, "search", str(path), "--storage", str(journal), *extra)
+    _assert_one_line_error(*result, fragment)
+    assert not journal.exists()

@@ -77,9 +77,27 @@ def _parse_pairs(pairs: list[str] | None, flag: str, form: str = "KEY=VALUE") ->
 
 
 def _put(target: dict[str, Any], path: Sequence[str], value: Any) -> None:
-    """Set ``target[path[0]][path[1]]... = value``, creating the nested mappings."""
-    for key in path[:-1]:
-        target = target.setdefault(key, {})
+    """Set ``target[path[0]][path[1]]... = value``, creating the nested mappings.
+
+    Raises:
+        LrtuneError: Two overrides clash (``--set space.lr=auto --set space.lr.low=1e-3``):
+            one sets a value where the other needs a mapping.
+    """
+    dotted = ".".join(path)
+    for depth, key in enumerate(path[:-1]):
+        inner = target.setdefault(key, {})
+        if not isinstance(inner, dict):
+            above = ".".join(path[: depth + 1])
+            raise LrtuneError(
+                f"--set {dotted}: clashes with {above}={inner!r}, set before; give one of them"
+            )
+        target = inner
+    old = target.get(path[-1])
+    if isinstance(old, dict) and old and not isinstance(value, dict):
+        raise LrtuneError(
+            f"--set {dotted}={value!r}: clashes with the {dotted}.* values set before; "
+            "give one of them"
+        )
     target[path[-1]] = value
 
 

@@ -49,11 +49,20 @@ def _precheck(
     callbacks: Sequence[object],
     workers: int,
     factories: tuple[object, ...],
+    best_out: str | Path | None = None,
 ) -> None:
     """Everything that can be wrong with the input, before the storage is touched."""
     try:
         if workers < 1:
             raise ConfigError(f"workers must be >= 1, got {workers}")
+        if len(config.name.encode()) > MAX_NAME_BYTES:  # file names: 255 bytes at most
+            raise ConfigError(
+                f"name: {len(config.name.encode())} bytes long, at most {MAX_NAME_BYTES} "
+                f"(lrtune names files after the study, e.g. best-<name>.yaml): "
+                f"{config.name[:40]!r}..."
+            )
+        if best_out is not None:
+            _check_best_out(Path(best_out))
         if is_lock_study(config.name):  # a rerun would take it for a stale lock: deleted
             raise ConfigError(
                 f"name: {config.name!r} ends with {LOCK_SUFFIX!r}, which lrtune keeps for "
@@ -92,6 +101,22 @@ def _precheck(
                     ) from None
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}" if source else str(error)) from None
+
+
+MAX_NAME_BYTES = 200
+"""Longest study name (UTF-8 bytes): it names files (``best-<name>.yaml``), and file names
+end at 255 bytes on common filesystems."""
+
+
+def _check_best_out(path: Path) -> None:
+    """``best_out`` must be a file that can be written: not a folder, not under a file."""
+    if path.is_dir():
+        raise ConfigError(f"best_out: {path} is a folder; give a .yaml file name")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"best_out: {path} lies under {parent}, which is not a folder")
 
 
 def search(
@@ -149,7 +174,7 @@ def search(
     hooks += list(callbacks)
     _precheck(
         config, source, datamodule_factory=datamodule_factory, callbacks=hooks,
-        workers=workers, factories=(module_factory, datamodule_factory),
+        workers=workers, factories=(module_factory, datamodule_factory), best_out=best_out,
     )  # fmt: skip
     storage = open_storage(config.storage)
     try:
