@@ -139,6 +139,7 @@ def test_running_trial_of_a_dead_process_is_failed_and_retried(tmp_path: Path) -
     config = study_config_from(path)
     storage = open_storage(config.storage)
     study = optuna.create_study(storage=storage, study_name="tiny", direction="maximize")
+    study.set_user_attr("lrtune.study_config", config.to_dict())  # as lrtune's set-up does
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()  # fmt: skip
     trial = study.ask({"optimizer": optuna.distributions.CategoricalDistribution(["sgd", "adam"])})
