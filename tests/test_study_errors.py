@@ -594,3 +594,30 @@ def test_bad_outputs_are_refused_before_any_trial(
     result = _run(capsys, "search", str(path), "--storage", str(journal), *extra)
     _assert_one_line_error(*result, fragment)
     assert not journal.exists()
+
+
+def test_yaml_aliases_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A few nested aliases expand to gigabytes (an alias bomb): aliases are refused."""
+    bomb = BASE + 'question: &a ["lol", "lol", "lol"]\nexpected_cost: &b [*a, *a, *a]\n'
+    path = _write(tmp_path, "bomb", bomb)
+    journal = tmp_path / "s.journal"
+    result = _run(capsys, "search", str(path), "--storage", str(journal))
+    _assert_one_line_error(*result, "line 10: YAML aliases (*name) are not allowed")
+    assert not journal.exists()
+
+
+@pytest.mark.parametrize("source", ["big-file", "dev-zero"])
+def test_endless_or_huge_files_are_refused(
+    source: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At most a megabyte is read: /dev/zero does not exhaust the memory."""
+    if source == "dev-zero":
+        path = Path("/dev/zero")
+        if not path.exists():
+            pytest.skip("no /dev/zero here")
+    else:
+        path = _write(tmp_path, "big", BASE + "question: " + "x" * 1_100_000 + "\n")
+    journal = tmp_path / "s.journal"
+    result = _run(capsys, "search", str(path), "--storage", str(journal))
+    _assert_one_line_error(*result, f"{path}: more than 1000000 characters")
+    assert not journal.exists()

@@ -104,8 +104,22 @@ def _validate(model: type[BaseModel], data: Mapping[str, Any], source: str | Non
         raise ConfigError(f"{source}: {error}" if source else str(error)) from None
 
 
+MAX_FILE_BYTES = 1_000_000
+"""Largest study or training file read (a study file is a few hundred bytes)."""
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (YAML keeps the last)."""
+    """SafeLoader that refuses a key given twice in one mapping (YAML keeps the last), and
+    aliases (``*name``): a few of them nested expand to gigabytes (an "alias bomb")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed in lrtune files; write the "
+                "value out", event.start_mark,
+            )  # fmt: skip
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -123,7 +137,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping from ``path``; errors name the file (and line for syntax errors)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as handle:  # bounded: /dev/zero ends here too
+            text = handle.read(MAX_FILE_BYTES + 1)
+        if len(text) > MAX_FILE_BYTES:
+            raise ConfigError(
+                f"{path}: more than {MAX_FILE_BYTES} characters, far more than a study or "
+                "training file holds"
+            )
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as error:
