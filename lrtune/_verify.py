@@ -225,35 +225,24 @@ def split_batch(batch: Any, parts: int) -> list[Any]:
     """``batch`` cut into up to ``parts`` smaller batches along the first dimension of
     every tensor in it (tuples, lists and dicts of tensors); ``[batch]`` when it holds no
     tensor or its tensors disagree on that dimension."""
+    from lightning_utilities.core.apply_func import apply_to_collection
+
     sizes: set[int] = set()
 
-    def size_of(value: Any) -> None:
-        if isinstance(value, torch.Tensor) and value.dim() > 0:
-            sizes.add(value.shape[0])
-        elif isinstance(value, (tuple, list)):
-            for item in value:
-                size_of(item)
-        elif isinstance(value, dict):
-            for item in value.values():
-                size_of(item)
+    def note_size(tensor: torch.Tensor) -> None:
+        if tensor.dim() > 0:
+            sizes.add(tensor.shape[0])
 
-    size_of(batch)
+    apply_to_collection(batch, torch.Tensor, note_size)  # walked for the sizes only
     if len(sizes) != 1 or parts < 2:
         return [batch]
     n = min(parts, sizes.pop())
-
-    def part(value: Any, i: int) -> Any:
-        if isinstance(value, torch.Tensor) and value.dim() > 0:
-            return value.tensor_split(n)[i]
-        if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
-            return type(value)(*(part(v, i) for v in value))
-        if isinstance(value, (tuple, list)):
-            return type(value)(part(v, i) for v in value)
-        if isinstance(value, dict):
-            return {k: part(v, i) for k, v in value.items()}
-        return value
-
-    return [part(batch, i) for i in range(n)]
+    return [
+        apply_to_collection(
+            batch, torch.Tensor, lambda t, i=i: t.tensor_split(n)[i] if t.dim() > 0 else t
+        )
+        for i in range(n)
+    ]
 
 
 _State = tuple[dict[str, torch.Tensor], dict[str, Any]]
@@ -355,12 +344,10 @@ def verify(
             done[lr] = steps
             scores[lr] = [] if failed else prober.score()
             mean = float(np.mean(scores[lr])) if scores[lr] else math.nan
-            probes.append({"lr": lr, "steps": float(steps), "loss": _nan_if_inf(mean)})
+            probes.append({"lr": lr, "steps": float(steps), "loss": mean})
             if not last or horizon is not None:
                 saved[lr] = prober.save()
-        ranked = sorted(
-            (float(np.mean(s)), lr) for lr, s in scores.items() if s and np.isfinite(s).all()
-        )
+        ranked = sorted((float(np.mean(s)), lr) for lr, s in scores.items() if s)  # [] failed
         if not last:
             alive = [lr for _, lr in ranked[: max(2, math.ceil(len(alive) * plan.keep - 1e-9))]]
             if plan.baseline and candidates[0] not in alive and scores.get(candidates[0]):
@@ -390,10 +377,6 @@ def verify(
     if horizon is not None and winner != candidates[0]:
         reason += f"; {winner:.3g} confirmed over {horizon} steps"
     return replace(result, suggestion=chosen, probes=probes, reason=reason)
-
-
-def _nan_if_inf(value: float) -> float:
-    return value if math.isfinite(value) else math.nan
 
 
 def _confirm(
@@ -431,7 +414,7 @@ def _confirm(
                     f"{np.mean(after):.4g} between steps {start} and {horizon}"
                 )
         mean = float(np.mean(after)) if after else math.nan
-        probes.append({"lr": lr, "steps": float(horizon), "loss": _nan_if_inf(mean),
+        probes.append({"lr": lr, "steps": float(horizon), "loss": mean,
                        "confirm": 0.0 if failed else 1.0})  # fmt: skip
         if failed is None:
             return lr, rejected

@@ -29,6 +29,7 @@ __all__ = [
     "is_lock_study",
     "load_study",
     "mask_url",
+    "nearest_existing_parent",
     "open_existing_storage",
     "open_storage",
 ]
@@ -235,6 +236,15 @@ def _check_url(url: str) -> None:
 _SCHEME_TYPO = re.compile(r"^(sqlite|postgres|postgresql|mysql|mariadb)(\+\w+)?:/*(?!//)", re.I)
 
 
+def nearest_existing_parent(path: Path) -> Path:
+    """The closest folder above ``path`` that exists (the one a new file would go under,
+    once its missing folders are made); a file there means ``path`` cannot be written."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
 def _check_journal_path(target: str) -> Path:
     """A journal file path that can be used: not a folder, its parent is (or can be) a
     folder, and an existing file is an Optuna journal (never append to another file).
@@ -250,9 +260,7 @@ def _check_journal_path(target: str) -> Path:
     path = Path(target)
     if path.is_dir():
         raise ConfigError(f"storage {target}: is a directory, expected a journal file")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = nearest_existing_parent(path)
     if not parent.is_dir():
         raise ConfigError(f"storage {target}: {parent} is not a folder")
     if path.is_file() and path.stat().st_size > 0:

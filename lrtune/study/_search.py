@@ -21,7 +21,14 @@ from lrtune.errors import ConfigError, StudyFailedError
 from lrtune.hooks import SearchCallback
 from lrtune.publish import DashboardPublisher
 from lrtune.results import best_config
-from lrtune.storage import LOCK_SUFFIX, check_target, close_storage, is_lock_study, open_storage
+from lrtune.storage import (
+    LOCK_SUFFIX,
+    check_target,
+    close_storage,
+    is_lock_study,
+    nearest_existing_parent,
+    open_storage,
+)
 from lrtune.study._factories import create_pruner, create_sampler
 from lrtune.study._progress import print_summary
 from lrtune.study._runner import TrialCallback, open_study, run_worker
@@ -112,9 +119,7 @@ def _check_best_out(path: Path) -> None:
     """``best_out`` must be a file that can be written: not a folder, not under a file."""
     if path.is_dir():
         raise ConfigError(f"best_out: {path} is a folder; give a .yaml file name")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = nearest_existing_parent(path)
     if not parent.is_dir():
         raise ConfigError(f"best_out: {path} lies under {parent}, which is not a folder")
 
