@@ -381,12 +381,16 @@ class Case:
         self.initial_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         self.cache: dict[str, dict[str, Any]] = {}
         self.shared: dict[str, dict[str, Any]] | None = None  # --cache: runs across calls
+        self.ref_seeds = 1  # --ref-seeds: trainings averaged per LR
 
-    def _shared_key(self, lr: float) -> str:
-        return f"{self.name}|{self.optimizer}|{self.seed}|{lr_key(lr)}"
+    def _shared_key(self, lr: float, data_seed: int) -> str:
+        extra = "" if data_seed == self.seed else f"|d{data_seed}"
+        return f"{self.name}|{self.optimizer}|{self.seed}|{lr_key(lr)}{extra}"
 
-    def datamodule(self) -> Any:
-        return make_datamodule(self.setting, self.seed, self.data_dir)
+    def datamodule(self, data_seed: int | None = None) -> Any:
+        return make_datamodule(
+            self.setting, self.seed if data_seed is None else data_seed, self.data_dir
+        )
 
     def module(self, lr: float) -> ClassifierModule:
         """A fresh module with the saved initial weights and a constant LR ``lr``."""
@@ -396,15 +400,29 @@ class Case:
         return ClassifierModule(net, NUM_CLASSES, OptimizerConfig(name=self.optimizer, lr=lr))
 
     def train_at(self, lr: float) -> dict[str, Any]:
-        """Train briefly at ``lr`` and return test accuracy (cached per LR)."""
+        """Train briefly at ``lr`` and return test accuracy (cached per LR). With
+        ``ref_seeds`` > 1 the accuracy is the mean over that many trainings from the same
+        initial weights with different data orders (the case's seed, then seed + 1000,
+        seed + 2000, ...): the reference noise of one training run averaged down."""
         key = lr_key(lr)
-        if key in self.cache:
-            return self.cache[key]
-        if self.shared is not None and self._shared_key(lr) in self.shared:
-            self.cache[key] = {**self.shared[self._shared_key(lr)], "cached": True}
-            return self.cache[key]
+        if key not in self.cache:
+            runs = [self._train_once(lr, self.seed + 1000 * k) for k in range(self.ref_seeds)]
+            accs = [r["acc"] for r in runs]
+            self.cache[key] = {
+                **runs[0],
+                "acc": statistics.fmean(accs),
+                "accs": accs,
+                "diverged": any(r["diverged"] for r in runs),
+                "train_seconds": sum(r["train_seconds"] for r in runs),
+            }
+        return self.cache[key]
+
+    def _train_once(self, lr: float, data_seed: int) -> dict[str, Any]:
+        shared_key = self._shared_key(lr, data_seed)
+        if self.shared is not None and shared_key in self.shared:
+            return {**self.shared[shared_key], "cached": True}
         module = self.module(lr)
-        dm = self.datamodule()
+        dm = self.datamodule(data_seed)
         trainer = pl.Trainer(
             max_epochs=self.setting.epochs,
             accelerator="cpu",
@@ -421,9 +439,8 @@ class Case:
         seconds = time.perf_counter() - start
         acc, diverged = test_accuracy(module, dm)
         row = {"lr": lr, "acc": acc, "diverged": diverged, "train_seconds": seconds}
-        self.cache[key] = row
         if self.shared is not None:
-            self.shared[self._shared_key(lr)] = row
+            self.shared[shared_key] = row
         return row
 
 
@@ -920,6 +937,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "new LRs (reused runs are marked 'cached' in --out)",
     )
     parser.add_argument(
+        "--ref-seeds",
+        type=int,
+        default=1,
+        help="trainings per LR (grid and suggestions), each with another data order from the "
+        "same initial weights; regret uses their mean accuracy (default 1: one training)",
+    )
+    parser.add_argument(
         "--variants",
         nargs="+",
         default=list(DEFAULT_VARIANTS),
@@ -1068,6 +1092,7 @@ def main(argv: list[str] | None = None) -> int:
         "num_steps": args.num_steps,
         "grid_points_per_decade": GRID_POINTS_PER_DECADE,
         "variants": args.variants,
+        "ref_seeds": args.ref_seeds,
         "data_dir": str(args.data_dir),
     }
     print(f"# {env['date']}  {env['cpu']}  torch {env['torch']}  lightning {env['lightning']}")
@@ -1084,6 +1109,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed in seeds:
                 case = Case(setting, SETTINGS[setting], opt, seed, args.data_dir)
                 case.shared = shared
+                case.ref_seeds = args.ref_seeds
                 row = run_case(case, args.num_steps, lightning_first=index % 2 == 1)
                 if args.cache is not None:
                     args.cache.write_text(json.dumps(shared))

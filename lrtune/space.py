@@ -31,17 +31,83 @@ from lrtune.optimizers import HyperParam, OptimInfo, get_optimizer_info
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["default_params", "lr_ranges", "suggest_config"]
+__all__ = [
+    "TRIALS_PER_DIMENSION",
+    "default_params",
+    "describe_space",
+    "lr_ranges",
+    "suggest_config",
+    "trials_to_open",
+]
 
 
-def _hyperparameter_range(space: SpaceConfig, hp: HyperParam) -> Range | None:
+TRIALS_PER_DIMENSION = 10
+"""``space.grow``: an optimizer's other tunable hyperparameters join the search when the
+study's ``n_trials`` gives that optimizer this many trials per dimension it would search
+(its LR plus each hyperparameter). 10 is Optuna's default number of random start-up trials
+of TPE: fewer observations than that per dimension leave a model-based sampler guessing."""
+
+
+def _searchable(space: SpaceConfig, info: OptimInfo) -> list[HyperParam]:
+    """The hyperparameters of ``info`` that the study would search with the space open."""
+    return [
+        hp
+        for hp in info.hyperparameters
+        if space.hyperparameters.get(hp.name) is not False
+        and (isinstance(space.hyperparameters.get(hp.name), Range) or hp.tune)
+    ]
+
+
+def trials_to_open(study: StudyConfig, optimizer: str) -> int:
+    """The ``n_trials`` from which ``optimizer``'s registry hyperparameters are searched
+    under ``space.grow`` (0: from the first trial, e.g. it has none to add)."""
+    info = get_optimizer_info(optimizer)
+    extras = [
+        hp for hp in _searchable(study.space, info) if hp.name not in study.space.hyperparameters
+    ]
+    if not extras:
+        return 0
+    dimensions = 1 + len(_searchable(study.space, info))
+    return TRIALS_PER_DIMENSION * dimensions * len(study.space.optimizers)
+
+
+def _is_open(study: StudyConfig, info: OptimInfo) -> bool:
+    """Does the study search ``info``'s registry hyperparameters (see ``space.grow``)?"""
+    if not study.space.grow or study.n_trials is None:  # a timeout alone: no budget to size
+        return True
+    return study.n_trials >= trials_to_open(study, info.name)
+
+
+def _hyperparameter_range(study: StudyConfig, info: OptimInfo, hp: HyperParam) -> Range | None:
     """The range searched for ``hp``, or ``None`` to keep its default."""
-    chosen = space.hyperparameters.get(hp.name)
+    chosen = study.space.hyperparameters.get(hp.name)
     if chosen is False:
         return None
     if isinstance(chosen, Range):
         return chosen
-    return Range(low=hp.low, high=hp.high, log=hp.log or hp.one_minus) if hp.tune else None
+    if not hp.tune or not _is_open(study, info):
+        return None
+    return Range(low=hp.low, high=hp.high, log=hp.log or hp.one_minus)
+
+
+def describe_space(study: StudyConfig) -> list[str]:
+    """One line per optimizer: what its trials search, and (``space.grow``) why."""
+    lines = []
+    for name in study.space.optimizers:
+        info = get_optimizer_info(name)
+        searched = [
+            hp.name for hp in info.hyperparameters if _hyperparameter_range(study, info, hp)
+        ]
+        held = [hp.name for hp in _searchable(study.space, info) if hp.name not in searched]
+        line = f"{name}: lr" + "".join(f", {h}" for h in searched)
+        if held:
+            line += (
+                f"; {', '.join(held)} at registry defaults until n_trials >= "
+                f"{trials_to_open(study, name)} ({TRIALS_PER_DIMENSION} trials per searched "
+                f"dimension per optimizer; space.grow)"
+            )
+        lines.append(line)
+    return lines
 
 
 def _param_name(space: SpaceConfig, info: OptimInfo, name: str) -> str:
@@ -91,7 +157,7 @@ def suggest_config(
     lr = trial.suggest_float(_param_name(space, info, "lr"), low, high, log=True)
     params: dict[str, float] = {}
     for hp in info.hyperparameters:
-        rng = _hyperparameter_range(space, hp)
+        rng = _hyperparameter_range(study, info, hp)
         if rng is None:
             continue
         label = f"1-{hp.name}" if hp.one_minus else hp.name
@@ -132,22 +198,30 @@ def suggest_config(
 
 
 def default_params(
-    study: StudyConfig, optimizer: str, lr_range: Mapping[str, tuple[float, float]]
+    study: StudyConfig,
+    optimizer: str,
+    lr_range: Mapping[str, tuple[float, float]],
+    lr: float | None = None,
 ) -> dict[str, Any]:
     """Optuna params that put ``optimizer`` at its registry defaults (for enqueueing).
 
-    The LR is the registry default clipped into the searched range; hyperparameters at
-    their defaults (clipped likewise); the first listed schedule and clipping kind.
+    Args:
+        study: The validated study.
+        optimizer: Registry name of the optimizer.
+        lr_range: LR bounds per optimizer (see :func:`lr_ranges`).
+        lr: The LR (default: the registry default), clipped into the searched range.
+            Hyperparameters are at their defaults (clipped likewise); the schedule and
+            clipping kind are the first listed.
     """
     space = study.space
     info = get_optimizer_info(optimizer)
     low, high = lr_range[info.name]
     params: dict[str, Any] = {
         "optimizer": info.name,
-        _param_name(space, info, "lr"): min(max(info.lr_default, low), high),
+        _param_name(space, info, "lr"): min(max(info.lr_default if lr is None else lr, low), high),
     }
     for hp in info.hyperparameters:
-        rng = _hyperparameter_range(space, hp)
+        rng = _hyperparameter_range(study, info, hp)
         if rng is None:
             continue
         value = min(max(hp.default, rng.low), rng.high)

@@ -9,17 +9,27 @@ import pytest
 
 from lrtune.config import StudyConfig, study_config_from
 from lrtune.optimizers import get_optimizer_info
-from lrtune.space import default_params, lr_ranges, suggest_config
+from lrtune.space import (
+    TRIALS_PER_DIMENSION,
+    default_params,
+    describe_space,
+    lr_ranges,
+    suggest_config,
+    trials_to_open,
+)
 
 
-def _study(**space: object) -> StudyConfig:
+def _study(n_trials: int = 1, **space: object) -> StudyConfig:
+    """A study over every optimizer; the whole space from the first trial (``grow`` off)
+    unless ``space`` says otherwise."""
     return study_config_from(
         None,
         {
             "name": "t",
             "budget": {"epochs": 1},
-            "n_trials": 1,
+            "n_trials": n_trials,
             "space": {
+                "grow": False,
                 "optimizers": ["sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam",
                                "adamw", "adamax", "nadam", "radam"],
                 "schedules": ["constant", {"name": "step", "params": {"gamma": {"low": 0.1,
@@ -141,3 +151,51 @@ def test_lr_ranges_from_auto_win() -> None:
     config = _study(optimizers=["adam", "sgd"])
     ranges = lr_ranges(config, {"adam": (1e-4, 3e-3)})
     assert ranges == {"adam": (1e-4, 3e-3), "sgd": get_optimizer_info("sgd").lr_range}
+
+
+def test_a_short_study_searches_the_lr_alone_and_a_long_one_everything() -> None:
+    """space.grow: an optimizer's registry hyperparameters join at 10 trials per dimension
+    per optimizer (adam: lr, beta1, beta2, weight_decay -> 40 trials each, 80 for two)."""
+    optimizers = ["adam", "momentum"]
+    assert trials_to_open(_study(optimizers=optimizers), "adam") == TRIALS_PER_DIMENSION * 4 * 2
+    assert trials_to_open(_study(optimizers=optimizers), "momentum") == TRIALS_PER_DIMENSION * 3 * 2
+    short = _study(20, optimizers=optimizers, grow=True)
+    for params, train in _asks(short, 30):
+        name = train.optimizer.name
+        assert {k for k in params if k.startswith(name + ".")} == {f"{name}.lr"}, params
+        info = get_optimizer_info(name)
+        for hp in info.hyperparameters:  # held at the registry default
+            assert train.optimizer.params[hp.name] == pytest.approx(hp.default)
+    # at 60 trials momentum's three dimensions open (60 >= 10 * 3 * 2), adam's four do not
+    middle = _study(60, optimizers=optimizers, grow=True)
+    for params, train in _asks(middle, 30):
+        opened = {k for k in params if k.startswith(train.optimizer.name + ".")}
+        if train.optimizer.name == "momentum":
+            assert opened == {"momentum.lr", "momentum.1-momentum", "momentum.weight_decay"}
+        else:
+            assert opened == {"adam.lr"}
+    lines = describe_space(middle)
+    assert lines[0].startswith("adam: lr; beta1, beta2, weight_decay at registry defaults")
+    assert "n_trials >= 80" in lines[0]
+    assert lines[1] == "momentum: lr, momentum, weight_decay"
+    # a timeout alone gives no budget to size the space by: everything is searched
+    timed = study_config_from(None, {"name": "t", "budget": {"epochs": 1}, "timeout": 60,
+                                     "space": {"optimizers": optimizers}})  # fmt: skip
+    assert describe_space(timed)[0] == "adam: lr, beta1, beta2, weight_decay"
+
+
+def test_a_hyperparameter_the_study_names_is_searched_from_the_first_trial() -> None:
+    config = _study(
+        4, optimizers=["adam"], grow=True, hyperparameters={"beta1": {"low": 0.8, "high": 0.95}}
+    )
+    for params, train in _asks(config, 10):
+        assert "adam.1-beta1" in params and 0.8 <= train.optimizer.params["beta1"] <= 0.95
+        assert "adam.1-beta2" not in params and "adam.weight_decay" not in params
+    assert describe_space(config)[0].startswith("adam: lr, beta1; beta2, weight_decay at")
+
+
+def test_default_params_take_a_given_lr_clipped_into_the_range() -> None:
+    config = _study(optimizers=["adam"])
+    ranges = {"adam": (1e-4, 1e-2)}
+    assert default_params(config, "adam", ranges, lr=3e-3)["adam.lr"] == 3e-3
+    assert default_params(config, "adam", ranges, lr=0.5)["adam.lr"] == 1e-2

@@ -157,9 +157,21 @@ def test_lr_auto_runs_once_and_is_stored(tmp_path: Path) -> None:
         tmp_path, n_trials=2, space={"optimizers": ["adam", "momentum"], "lr": {"auto": True,
                                                                                   "num_steps": 30}}
     )  # fmt: skip
-    study = search(path, progress=None)
+    out = io.StringIO()
+    study = search(path, progress=out)
     stored = study.user_attrs["lrtune.lr_auto"]
     assert set(stored) == {"adam", "momentum"}
+    # enqueue_finder: the first trials run each optimizer at its range test's suggestion,
+    # the rest at registry defaults; a 2-trial study searches the LR alone (space.grow)
+    for trial, name in zip(study.trials, ["adam", "momentum"], strict=True):
+        assert trial.user_attrs["start"] == "lr finder"
+        assert trial.params == {
+            "optimizer": name,
+            f"{name}.lr": pytest.approx(stored[name]["result"]["suggestion"]),
+            "schedule": "constant",
+            "clip": "none",
+        }
+    assert "searched: adam: lr; beta1, beta2, weight_decay at registry defaults" in out.getvalue()
     for name, entry in stored.items():
         low, high = entry["range"]
         assert 0 < low < high
@@ -174,10 +186,23 @@ def test_lr_auto_runs_once_and_is_stored(tmp_path: Path) -> None:
     original = lrtune.finder.compare_optimizers
     lrtune.finder.compare_optimizers = lambda *a, **k: calls.append(1) or original(*a, **k)
     try:
-        search(path, overrides={"n_trials": 3}, progress=None)
+        study = search(path, overrides={"n_trials": 3}, progress=None)
     finally:
         lrtune.finder.compare_optimizers = original
     assert calls == []
+    assert "start" not in study.trials[2].user_attrs  # queued once per study, not per run
+
+
+def test_the_timeout_counts_the_range_tests(tmp_path: Path) -> None:
+    """timeout: is a wall budget from the call: range tests that outlast it leave no time
+    for a trial (they used to start the clock only after them)."""
+    path = _study_file(
+        tmp_path, n_trials=None, timeout=0.05,
+        space={"optimizers": ["adam"], "lr": {"auto": True, "num_steps": 30}},
+    )  # fmt: skip
+    study = search(path, progress=None)
+    assert study.user_attrs["lrtune.lr_auto"]["adam"]["result"]["seconds"] > 0.05
+    assert [t.state for t in study.trials] == [TrialState.WAITING]  # the finder's, queued
 
 
 def test_search_and_best_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

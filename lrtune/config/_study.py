@@ -146,6 +146,14 @@ class SpaceConfig(_Frozen):
         clip_threshold: Range of the clipping threshold (default 0.1..10, log).
         batch_size: Batch sizes to choose from (off by default).
         model_options: Model options to choose from, e.g. ``{width: [64, 128]}``.
+        grow: Let the space grow with the budget (default ``True``): each optimizer's
+            tunable registry hyperparameters that ``hyperparameters`` does not name (β,
+            momentum, α, weight decay) stay at their registry defaults, and only the LR is
+            searched, until ``n_trials`` gives that optimizer 10 trials per dimension it
+            would search (adam's LR, β1, β2 and weight decay: 40 trials of adam, 160 with
+            four optimizers). A short study spends its trials on what matters most. With
+            only a ``timeout`` the whole space is searched. ``False``: search everything
+            from the first trial.
     """
 
     optimizers: list[str] = Field(min_length=1)
@@ -158,6 +166,7 @@ class SpaceConfig(_Frozen):
     clip_threshold: Range = Field(default_factory=lambda: Range(low=0.1, high=10.0))
     batch_size: list[int] | None = None
     model_options: dict[str, list[Any]] = Field(default_factory=dict)
+    grow: bool = True
 
     @field_validator("optimizers")
     @classmethod
@@ -309,6 +318,11 @@ class StudyConfig(_Frozen):
     storage: str | None = None
     artifacts: Path | None = None
     enqueue_defaults: bool = False
+    """Run each optimizer once at its registry defaults first (default ``False``)."""
+    enqueue_finder: bool = True
+    """With ``space.lr: auto``, the first trials run each optimizer at the LR its range test
+    suggested, other hyperparameters at registry defaults, so a good model appears within
+    the first few trials; the sampler explores from there (default ``True``)."""
     test: Literal["end", "improving", "every", "never"] = "end"
     """When the test split is evaluated. ``end`` (default): once, when the search ends, for
     the best trial of each optimizer (their weights are kept in memory meanwhile), stored

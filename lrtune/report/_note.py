@@ -20,6 +20,7 @@ def study_note(study: Any, config: Any, lr_auto: dict[str, Any] | None = None) -
     from optuna.trial import TrialState
 
     from lrtune.results import trials_with_tests
+    from lrtune.space import describe_space
 
     trials = trials_with_tests(study)
     count = {state: sum(t.state == state for t in trials) for state in TrialState}
@@ -39,6 +40,7 @@ def study_note(study: Any, config: Any, lr_auto: dict[str, Any] | None = None) -
         f"- schedules: {', '.join(s.name for s in space.schedules)}; clipping: "
         f"{', '.join(space.clip)}",
         f"- sampler: {config.sampler.name}, pruner: {config.pruner.name}, seed {config.seed}",
+        *(f"- searched: {line}" for line in describe_space(config)),
         "",
         f"**Trials:** {count[TrialState.COMPLETE]} complete, {count[TrialState.PRUNED]} pruned "
         f"({diverged} diverged), "

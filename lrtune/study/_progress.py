@@ -10,7 +10,7 @@ from typing import TextIO
 import optuna
 from optuna.trial import TrialState
 
-from lrtune.results import FINISHED, best_per_optimizer, trials_with_tests
+from lrtune.results import ATTR_CONFIG, FINISHED, best_per_optimizer, trials_with_tests
 from lrtune.study import _coordination as coord
 
 __all__ = ["Progress", "print_summary"]
@@ -72,6 +72,11 @@ def _clock(seconds: float) -> str:
 
 
 def print_summary(study: optuna.Study, stream: TextIO) -> None:
+    """The trial counts, what each optimizer's trials searched, and the best trial per
+    optimizer."""
+    from lrtune.config import StudyConfig
+    from lrtune.space import describe_space
+
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     best_per = best_per_optimizer(trials_with_tests(study), maximize)
     states = [t.state for t in study.get_trials(deepcopy=False)]
@@ -80,6 +85,10 @@ def print_summary(study: optuna.Study, stream: TextIO) -> None:
         f"{states.count(TrialState.PRUNED)} pruned, {states.count(TrialState.FAIL)} failed",
         file=stream,
     )
+    stored = study.user_attrs.get(ATTR_CONFIG)
+    if stored is not None:
+        for line in describe_space(StudyConfig.model_validate(stored)):
+            print(f"searched: {line}", file=stream)
     print(
         f"{'optimizer':<10} {'trial':>5} {'value':>8} {'test_acc':>8} {'lr':>9}  schedule",
         file=stream,

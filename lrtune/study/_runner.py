@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["open_study", "run_worker"]
 
 _ATTR_ENQUEUED = "lrtune.defaults_enqueued"
+_ATTR_FINDER_ENQUEUED = "lrtune.finder_enqueued"
 
 log = logging.getLogger("lrtune.study")
 
@@ -114,6 +115,26 @@ def _enqueue_defaults(
     study.set_user_attr(_ATTR_ENQUEUED, True)
 
 
+def _enqueue_finder(
+    study: optuna.Study,
+    config: StudyConfig,
+    auto: Mapping[str, Any],
+    ranges: Mapping[str, tuple[float, float]],
+) -> None:
+    """``enqueue_finder``: one trial per optimizer at its range test's suggested LR (other
+    hyperparameters at registry defaults), queued once per study, before any other."""
+    if not config.enqueue_finder or not auto or study.user_attrs.get(_ATTR_FINDER_ENQUEUED):
+        return
+    for name in config.space.optimizers:
+        lr = (auto.get(name) or {}).get("result", {}).get("suggestion")
+        if lr is None:  # the range test found no LR: the sampler starts this one
+            continue
+        study.enqueue_trial(
+            default_params(config, name, ranges, lr=lr), user_attrs={"start": "lr finder"}
+        )
+    study.set_user_attr(_ATTR_FINDER_ENQUEUED, True)
+
+
 def open_study(
     config: StudyConfig, storage: optuna.storages.BaseStorage | None = None
 ) -> optuna.Study:
@@ -175,16 +196,17 @@ def _optimize(
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]],
     progress: TextIO | None,
     tag: str = "",
+    deadline: float | None = None,
 ) -> None:
     """Run trials one at a time until ``n_trials`` have finished across all workers, the
-    timeout passes, or trials keep failing.
+    ``deadline`` (``time.monotonic()``; ``timeout`` counts from the worker's start, set-up
+    included) passes, or trials keep failing.
 
     Before each trial: fail the trials of dead workers (any worker may), then stop if
     enough trials have finished, or wait while the running ones would make enough (one of
     them may still fail). ``study.optimize(n_trials=1)`` runs the trial, so Optuna's
     heartbeat (RDB storages), failure recording and callbacks all apply.
     """
-    deadline = None if config.timeout is None else time.monotonic() + config.timeout
     streak = _FailureStreak(config.name)
     ran: list[optuna.trial.FrozenTrial] = []
     next_check = time.monotonic() + 10.0  # the set-up just failed dead workers' trials
@@ -266,6 +288,8 @@ def _run_worker(
     callbacks: Sequence[SearchCallback | TrialCallback],
     tag: str,
 ) -> optuna.Study:
+    # timeout: counts from here, the range tests and the rest of the set-up included
+    deadline = None if config.timeout is None else time.monotonic() + config.timeout
     hooks = [c for c in callbacks if isinstance(c, SearchCallback)]
     study = open_study(config, storage)
     with coord.setup_lock(storage, config.name):
@@ -281,6 +305,7 @@ def _run_worker(
         for hook in hooks:
             hook.on_setup(study, config, auto)
         ranges = lr_ranges(config, {k: tuple(v["range"]) for k, v in auto.items()})
+        _enqueue_finder(study, config, auto, ranges)
         _enqueue_defaults(study, config, ranges)
     for hook in hooks:
         hook.on_start(study, config, auto)
@@ -299,7 +324,7 @@ def _run_worker(
     try:
         _optimize(
             study, config, _objective(config, ranges, module_factory, datamodule_factory, held),
-            trial_callbacks, progress, tag=tag,
+            trial_callbacks, progress, tag=tag, deadline=deadline,
         )  # fmt: skip
     except StudyFailedError as error:  # the finished trials still get their test pass
         failure = error

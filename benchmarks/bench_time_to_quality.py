@@ -1,0 +1,394 @@
+"""Time to a good model: ``lrtune search`` vs the Optuna loop a user writes by hand.
+
+**The loop** is optuna-examples' ``pytorch_lightning_simple.py`` brought to the same task:
+a LightningModule around the same network (``lrtune.models.create_model``: the same
+architecture and initialisation), ``DataLoader(TensorDataset)`` over the same split and
+normalisation (lrtune's fixed validation split, its per-channel mean and std), batch size
+the dataset's default, a lean ``Trainer`` (``max_epochs``, no logger, checkpointing,
+progress bar or model summary), ``PyTorchLightningPruningCallback`` on ``val_acc``,
+``TPESampler(seed=seed)``, ``MedianPruner()``, in-memory storage; it samples the optimizer
+from the same four and one ``lr`` log-uniform in 1e-5..1e-1, everything else at torch's
+defaults. The test accuracy of each complete trial is measured outside its clock (the
+loop itself has no test pass), so that its best trial has a test accuracy.
+
+**lrtune** is ``lrtune.study.search`` on a study that names only the task, the four
+optimizers and ``lr: auto``, the rest at lrtune's defaults (a journal file in a temporary
+folder). Variants pin older defaults (``--variants``), e.g. ``lrtune-old``: no trials
+queued at the finder's LRs and the whole space from the first trial (``space.grow``).
+
+Wall time counts from the call (lrtune's range tests included) to the end of each trial.
+The best validation accuracy so far counts complete trials. Per model, the target is the
+best validation accuracy of all runs (every side, every seed) minus 2, 1 and 0.5 points.
+Sides alternate per seed (the loop first on even seeds), one process, one torch thread.
+
+Run from the repository root::
+
+    python benchmarks/bench_time_to_quality.py [--models mnist-cnn mnist-mlp digits-mlp]
+        [--seeds 0 1 2] [--trials 20] [--epochs 3] [--variants lrtune lrtune-old]
+        [--out ttq.json]
+    python benchmarks/bench_time_to_quality.py --merge a.json b.json --out merged.json
+
+Results are recorded in ``docs/BENCHMARKS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import lightning
+import lightning.pytorch as pl
+import optuna
+import torch
+from optuna_integration import PyTorchLightningPruningCallback
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "mnist"
+OPTIMIZERS = ["sgd", "adam", "adamax", "rmsprop"]
+MARGINS = (2.0, 1.0, 0.5)
+MODELS = {  # name: (dataset, model)
+    "mnist-cnn": ("mnist", "cnn"),
+    "mnist-mlp": ("mnist", "mlp"),
+    "digits-mlp": ("digits", "mlp"),
+    "digits-cnn": ("digits", "cnn"),
+}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "lrtune": {},
+    # before issue 20: no trials at the finder's LRs, the whole space from the first trial
+    "lrtune-old": {"enqueue_finder": False, "space": {"grow": False}},
+    "lrtune-nogrow": {"space": {"grow": False}},
+    "lrtune-noqueue": {"enqueue_finder": False},
+}
+
+
+def quiet() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lrtune"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+# --------------------------------------------------------------------------- the loop
+class LightningNet(pl.LightningModule):
+    """optuna-examples' LightningNet, around the benchmark's network."""
+
+    def __init__(self, model: nn.Module, optimizer: str, lr: float) -> None:
+        super().__init__()
+        self.model, self.optimizer_name, self.lr = model, optimizer, lr
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return nn.functional.cross_entropy(self(x), y)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        acc = (self(x).argmax(dim=1) == y).float().mean()
+        self.log("val_acc", acc)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam,
+               "adamax": torch.optim.Adamax, "rmsprop": torch.optim.RMSprop}  # fmt: skip
+        return cls[self.optimizer_name](self.model.parameters(), lr=self.lr)
+
+
+def tensors(dataset: str, data_dir: Path) -> dict[str, TensorDataset]:
+    """lrtune's split of ``dataset``, normalised as lrtune does, as float tensors."""
+    from lrtune.data import create_datamodule
+
+    dm = create_datamodule(dataset, data_dir=data_dir, download=False)
+    dm.prepare_data()
+    dm.setup()
+    splits = dm.splits
+    shape = (-1, *dm.input_shape)
+    mean, std = splits.mean.view(1, -1, 1, 1), splits.std.view(1, -1, 1, 1)
+    out = {}
+    for name in ("train", "val", "test"):
+        x = (getattr(splits, f"{name}_x").float() / 255.0 - mean) / std
+        out[name] = TensorDataset(x.reshape(shape).contiguous(), getattr(splits, f"{name}_y"))
+    out["batch_size"] = dm.batch_size  # type: ignore[assignment]
+    out["input_shape"] = dm.input_shape  # type: ignore[assignment]
+    return out
+
+
+def test_accuracy(module: pl.LightningModule, data: TensorDataset) -> float:
+    module.eval()
+    with torch.no_grad():
+        x, y = data.tensors
+        return float((module(x).argmax(dim=1) == y).float().mean())
+
+
+def run_loop(model_name: str, seed: int, trials: int, epochs: int, data_dir: Path) -> dict:
+    """The hand-written loop; events are (seconds since the call, state, value, test)."""
+    from lrtune.models import create_model
+
+    dataset, model = MODELS[model_name]
+    start = time.perf_counter()
+    excluded = 0.0  # the test passes this script adds (the loop has none)
+    data = tensors(dataset, data_dir)
+    events: list[dict[str, Any]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        nonlocal excluded
+        optimizer = trial.suggest_categorical("optimizer", OPTIMIZERS)
+        lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+        net = create_model(model, data["input_shape"], 10)
+        module = LightningNet(net, optimizer, lr)
+        trainer = pl.Trainer(
+            max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False,
+            callbacks=[PyTorchLightningPruningCallback(trial, monitor="val_acc")],
+        )  # fmt: skip
+        trainer.fit(
+            module,
+            DataLoader(data["train"], batch_size=data["batch_size"], shuffle=True),
+            DataLoader(data["val"], batch_size=data["batch_size"]),
+        )
+        value = float(trainer.callback_metrics["val_acc"])
+        t0 = time.perf_counter()
+        trial.set_user_attr("test_acc", test_accuracy(module, data["test"]))
+        excluded += time.perf_counter() - t0
+        return value
+
+    def record(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        events.append({
+            "seconds": time.perf_counter() - start - excluded, "state": trial.state.name,
+            "value": trial.value, "test_acc": trial.user_attrs.get("test_acc"),
+            "params": trial.params,
+        })  # fmt: skip
+
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(),
+    )
+    study.optimize(objective, n_trials=trials, callbacks=[record])
+    return {"events": events, "seconds": time.perf_counter() - start - excluded}
+
+
+# --------------------------------------------------------------------------- lrtune
+def run_lrtune(
+    model_name: str, seed: int, trials: int, epochs: int, data_dir: Path, fields: dict
+) -> dict:
+    from lrtune.config import StudyConfig
+    from lrtune.results import trials_with_tests
+    from lrtune.study import search
+
+    dataset, model = MODELS[model_name]
+    events: list[dict[str, Any]] = []
+    start = time.perf_counter()
+
+    def record(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        events.append({
+            "seconds": time.perf_counter() - start, "state": trial.state.name,
+            "value": trial.value, "number": trial.number, "params": trial.params,
+            "start": trial.user_attrs.get("start"),
+        })  # fmt: skip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = {
+            "name": "ttq", "dataset": dataset, "data_dir": str(data_dir), "download": False,
+            "model": model, "budget": {"epochs": epochs}, "n_trials": trials, "seed": seed,
+            "storage": f"{tmp}/study.journal",
+            "space": {"optimizers": OPTIMIZERS, "lr": "auto"},
+        }  # fmt: skip
+        for key, value in fields.items():
+            data[key] = {**data[key], **value} if isinstance(value, dict) else value
+        config = StudyConfig.model_validate(data)
+        study = search(config, callbacks=[record], progress=None, publish=False)
+        seconds = time.perf_counter() - start
+        tests = {t.number: t.user_attrs.get("test_acc") for t in trials_with_tests(study)}
+        auto = study.user_attrs.get("lrtune.lr_auto") or {}
+    for event in events:
+        event["test_acc"] = tests.get(event["number"])
+    setup = sum(v["result"].get("seconds") or 0.0 for v in auto.values())
+    return {"events": events, "seconds": seconds, "range_test_seconds": setup}
+
+
+# --------------------------------------------------------------------------- summary
+def best_curve(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(seconds, best complete val so far) at each improvement."""
+    curve, best = [], -math.inf
+    for e in events:
+        if e["state"] == "COMPLETE" and e["value"] is not None and e["value"] > best:
+            best = e["value"]
+            curve.append((e["seconds"], best))
+    return curve
+
+
+def time_to(events: list[dict[str, Any]], target: float) -> float | None:
+    return next((s for s, v in best_curve(events) if v >= target - 1e-9), None)
+
+
+def final(events: list[dict[str, Any]]) -> tuple[float | None, float | None]:
+    """Best complete val and the test accuracy of that trial."""
+    done = [e for e in events if e["state"] == "COMPLETE" and e["value"] is not None]
+    if not done:
+        return None, None
+    best = max(done, key=lambda e: e["value"])
+    return best["value"], best.get("test_acc")
+
+
+def _median(values: list[float | None]) -> float | None:
+    """Median with unreached (None) as infinity; None if the median is unreached."""
+    ordered = sorted(math.inf if v is None else v for v in values)
+    if not ordered:
+        return None
+    m = statistics.median(ordered)
+    return None if math.isinf(m) else m
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for model in dict.fromkeys(r["model"] for r in runs):
+        mine = [r for r in runs if r["model"] == model]
+        pooled = max(v for r in mine if (v := final(r["events"])[0]) is not None)
+        per_side: dict[str, Any] = {}
+        for side in dict.fromkeys(r["side"] for r in mine):
+            rs = [r for r in mine if r["side"] == side]
+            row: dict[str, Any] = {"seeds": len(rs)}
+            for m in MARGINS:
+                times = [time_to(r["events"], pooled - m / 100) for r in rs]
+                row[f"reached_{m:g}"] = sum(t is not None for t in times)
+                row[f"median_s_{m:g}"] = _median(times)
+                row[f"times_{m:g}"] = times
+            finals = [final(r["events"]) for r in rs]
+            row["best_val"] = statistics.fmean(v for v, _ in finals if v is not None)
+            tests = [t for _, t in finals if t is not None]
+            row["test_acc"] = statistics.fmean(tests) if tests else None
+            row["worst_test_acc"] = min(tests) if tests else None
+            row["study_seconds"] = statistics.fmean(r["seconds"] for r in rs)
+            row["pruned"] = statistics.fmean(
+                sum(e["state"] == "PRUNED" for e in r["events"]) for r in rs
+            )
+            per_side[side] = row
+        out[model] = {"pooled_best": pooled, "sides": per_side}
+    return out
+
+
+def fmt(value: Any, spec: str = ".0f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    for model, s in summary.items():
+        print(f"\n## {model}: pooled best val {s['pooled_best']:.4f}\n")
+        heads = ["side", *(f"reached {m:g} pt" for m in MARGINS),
+                 *(f"median s to {m:g} pt" for m in MARGINS), "final best val", "test acc",
+                 "worst test", "pruned", "s per study"]  # fmt: skip
+        print("| " + " | ".join(heads) + " |")
+        print("|---" + "|---:" * (len(heads) - 1) + "|")
+        loop = s["sides"].get("loop")
+        for side, row in s["sides"].items():
+            cells = [side]
+            cells += [f"{row[f'reached_{m:g}']}/{row['seeds']}" for m in MARGINS]
+            cells += [fmt(row[f"median_s_{m:g}"]) for m in MARGINS]
+            cells += [fmt(row["best_val"], ".4f"), fmt(row["test_acc"], ".4f"),
+                      fmt(row["worst_test_acc"], ".4f"), fmt(row["pruned"], ".1f"),
+                      fmt(row["study_seconds"])]  # fmt: skip
+            print("| " + " | ".join(cells) + " |")
+        if loop is None:
+            continue
+        for side, row in s["sides"].items():
+            if side == "loop":
+                continue
+            ratios = []
+            for m in MARGINS:
+                a, b = loop[f"median_s_{m:g}"], row[f"median_s_{m:g}"]
+                ratios.append(f"{m:g} pt: " + ("–" if a is None or b is None else f"{a / b:.2f}x"))
+            per_seed = []
+            for m in MARGINS:
+                pairs = zip(loop[f"times_{m:g}"], row[f"times_{m:g}"], strict=True)
+                per_seed.append(
+                    f"{m:g} pt: "
+                    + " ".join("–" if a is None or b is None else f"{a / b:.2f}" for a, b in pairs)
+                )
+            print(f"\n{side}: loop median / {side} median: {'; '.join(ratios)}")
+            print(f"{side}: per seed (loop / {side}): {'; '.join(per_seed)}")
+
+
+def environment() -> dict[str, Any]:
+    import subprocess
+
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True, cwd=ROOT).stdout.strip()  # fmt: skip
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "python": platform.python_version(), "torch": torch.__version__,
+        "lightning": lightning.__version__, "optuna": optuna.__version__,
+        "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "git": git,
+        "argv": sys.argv,
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=["mnist-cnn"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["lrtune"])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("ttq.json"))
+    parser.add_argument("--merge", nargs="+", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.merge:
+        runs = [r for p in args.merge for r in json.loads(p.read_text())["runs"]]
+        summary = summarise(runs)
+        print_summary(summary)
+        args.out.write_text(json.dumps({"merged": [str(p) for p in args.merge],
+                                        "summary": summary, "runs": runs}, indent=1))  # fmt: skip
+        return 0
+    quiet()
+    torch.set_num_threads(args.threads)
+    env = environment()
+    print(f"# {env['date']} torch {env['torch']} lightning {env['lightning']} "
+          f"optuna {env['optuna']} threads {env['threads']} git {env['git']}")  # fmt: skip
+    runs: list[dict[str, Any]] = []
+    for model in args.models:
+        # one untimed warm-up of each side (imports, allocator, data read)
+        run_loop(model, 99, 1, 1, args.data_dir)
+        run_lrtune(model, 99, 1, 1, args.data_dir, {"space": {"lr": {"low": 1e-3, "high": 1e-2}}})
+        for seed in args.seeds:
+            sides = ["loop", *args.variants]
+            if seed % 2:
+                sides.reverse()
+            for side in sides:
+                if side == "loop":
+                    out = run_loop(model, seed, args.trials, args.epochs, args.data_dir)
+                else:
+                    out = run_lrtune(model, seed, args.trials, args.epochs, args.data_dir,
+                                     VARIANTS[side])  # fmt: skip
+                run = {"model": model, "seed": seed, "side": side, **out}
+                runs.append(run)
+                best, test = final(out["events"])
+                print(f"{model} seed {seed} {side}: best val {fmt(best, '.4f')} test "
+                      f"{fmt(test, '.4f')} in {out['seconds']:.0f} s", flush=True)  # fmt: skip
+                args.out.write_text(json.dumps({"env": env, "runs": runs}, indent=1))
+    summary = summarise(runs)
+    print_summary(summary)
+    args.out.write_text(json.dumps({"env": env, "summary": summary, "runs": runs}, indent=1))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
