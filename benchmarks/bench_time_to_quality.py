@@ -34,6 +34,7 @@ Results are recorded in ``docs/BENCHMARKS.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -46,6 +47,7 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -56,6 +58,10 @@ import torch
 from optuna_integration import PyTorchLightningPruningCallback
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+from lrtune.study import _runner
+
+_ORIGINAL_ENQUEUE = _runner._enqueue_finder
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "mnist"
@@ -73,6 +79,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lrtune-old": {"enqueue_finder": False, "space": {"grow": False}},
     "lrtune-nogrow": {"space": {"grow": False}},
     "lrtune-noqueue": {"enqueue_finder": False},
+    # pruning in a finer unit: the same 3 epochs as a steps budget, validated (and
+    # reported to the median pruner) every half epoch
+    "lrtune-fine": {"reports_per_epoch": 2},
+    "lrtune-hyperband": {"pruner": {"name": "hyperband"}},
+    # the median pruner from the first report (Optuna's default n_warmup_steps=0) instead
+    # of lrtune's 1 (with an epochs budget: not before the second epoch)
+    "lrtune-w0": {"pruner": {"name": "median", "options": {"n_warmup_steps": 0}}},
+    # the finder's trials at the top of each range test's bracket (where the smoothed loss
+    # has done 90% of its fall; target="max") instead of its suggestion
+    "lrtune-high": {"finder_lr": "high"},
+    "lrtune-fine-hyperband": {"reports_per_epoch": 2, "pruner": {"name": "hyperband"}},
 }
 
 
@@ -188,6 +205,7 @@ def run_lrtune(
     model_name: str, seed: int, trials: int, epochs: int, data_dir: Path, fields: dict
 ) -> dict:
     from lrtune.config import StudyConfig
+    from lrtune.data import create_datamodule
     from lrtune.results import trials_with_tests
     from lrtune.study import search
 
@@ -209,10 +227,21 @@ def run_lrtune(
             "storage": f"{tmp}/study.journal",
             "space": {"optimizers": OPTIMIZERS, "lr": "auto"},
         }  # fmt: skip
+        fields = dict(fields)
+        per_epoch = fields.pop("reports_per_epoch", None)
+        finder_lr = fields.pop("finder_lr", None)
+        if per_epoch:  # the same epochs as steps, validated per_epoch times an epoch
+            dm = create_datamodule(dataset, data_dir=data_dir, download=False)
+            dm.setup()
+            steps = len(dm.splits.train_y) // dm.batch_size  # drop_last
+            data["budget"] = {"steps": epochs * steps, "report_every": steps // per_epoch}
         for key, value in fields.items():
-            data[key] = {**data[key], **value} if isinstance(value, dict) else value
+            data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
         config = StudyConfig.model_validate(data)
-        study = search(config, callbacks=[record], progress=None, publish=False)
+        with contextlib.ExitStack() as stack:
+            if finder_lr == "high":
+                stack.enter_context(mock.patch.object(_runner, "_enqueue_finder", _enqueue_high))
+            study = search(config, callbacks=[record], progress=None, publish=False)
         seconds = time.perf_counter() - start
         tests = {t.number: t.user_attrs.get("test_acc") for t in trials_with_tests(study)}
         auto = study.user_attrs.get("lrtune.lr_auto") or {}
@@ -220,6 +249,16 @@ def run_lrtune(
         event["test_acc"] = tests.get(event["number"])
     setup = sum(v["result"].get("seconds") or 0.0 for v in auto.values())
     return {"events": events, "seconds": seconds, "range_test_seconds": setup}
+
+
+def _enqueue_high(study: Any, config: Any, auto: Any, ranges: Any) -> None:
+    """``lrtune-high``: lrtune's _enqueue_finder with each result's bracket top as the LR."""
+    high = {
+        name: {**entry, "result": {**entry["result"], "suggestion": entry["result"]["bracket"][1]}}
+        for name, entry in auto.items()
+        if entry["result"].get("bracket")
+    }
+    _ORIGINAL_ENQUEUE(study, config, high, ranges)
 
 
 # --------------------------------------------------------------------------- summary

@@ -6,7 +6,34 @@ prints such errors as one line on stderr and exits with code 2; anything else is
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "LrtuneError", "StudyFailedError"]
+import re
+
+__all__ = ["ConfigError", "DataError", "LrtuneError", "StudyFailedError", "one_line"]
+
+_QUOTED = re.compile(  # a quote that opens after a non-word and closes before one (not it's)
+    r"(?<!\w)'(?:[^'\\]|\\.)*'(?!\w)|(?<!\w)\"(?:[^\"\\]|\\.)*\"(?!\w)"
+)
+QUOTE_LIMIT = 80
+"""Longest quoted value an error line shows; a longer one is cut (its length is said)."""
+LINE_LIMIT = 600
+"""Longest error line; what is past it is cut (a line that names the field comes first)."""
+
+
+def one_line(message: str) -> str:
+    """``message`` as the one line the CLI prints: whitespace runs (newlines included)
+    become one space, quoted values longer than :data:`QUOTE_LIMIT` characters are cut, and
+    the line is cut at :data:`LINE_LIMIT` characters."""
+
+    def cut(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if len(text) <= QUOTE_LIMIT:
+            return text
+        return f"{text[: QUOTE_LIMIT - 4]}...{text[0]} ({len(text) - 2} characters)"
+
+    line = _QUOTED.sub(cut, " ".join(message.split()))
+    if len(line) > LINE_LIMIT:
+        line = f"{line[: LINE_LIMIT - 3]}... ({len(line)} characters)"
+    return line
 
 
 class LrtuneError(Exception):

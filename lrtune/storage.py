@@ -93,6 +93,8 @@ class _RDBStorage(optuna.storages.RDBStorage):
     def __init__(self, url: str, **kwargs: Any) -> None:
         try:
             super().__init__(url, **kwargs)
+            if "+pymysql" in url.partition("://")[0]:
+                _unbounded_reads(self)
         except BaseException:
             engine = getattr(self, "engine", None)
             if engine is not None:
@@ -131,6 +133,38 @@ def closing_storage(storage: _Closable) -> Iterator[_Closable]:
         close_storage(storage)
 
 
+CONNECT_TIMEOUT_S = 10
+"""Seconds a database connection may take to open (connect and handshake): a host that
+does not answer, or a port where no database speaks, ends in one line, not a hang."""
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine arguments that bound how long a connection takes to open."""
+    driver = url.partition("://")[0].partition("+")[2]
+    if driver in ("psycopg", "psycopg2", "mysqldb"):  # libpq / libmysqlclient: handshake too
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    if driver == "pymysql":  # its connect_timeout ends at TCP; the handshake reads with
+        # read_timeout, which _unbounded_reads lifts again once the connection is open
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S,
+                                 "read_timeout": CONNECT_TIMEOUT_S}}  # fmt: skip
+    return {}
+
+
+def _unbounded_reads(storage: optuna.storages.RDBStorage) -> None:
+    """PyMySQL connections: no read timeout once open (a long query may take its time)."""
+    from sqlalchemy import event
+
+    def opened(dbapi_connection: Any, _record: Any) -> None:
+        if hasattr(dbapi_connection, "_read_timeout"):
+            dbapi_connection._read_timeout = None
+            sock = getattr(dbapi_connection, "_sock", None)
+            if sock is not None:
+                sock.settimeout(None)
+
+    event.listen(storage.engine, "connect", opened)
+    storage.engine.dispose()  # the connection __init__ pooled was opened before the listener
+
+
 def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     """An RDBStorage with Optuna's heartbeat (trials of dead workers failed and retried).
 
@@ -145,6 +179,7 @@ def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return _RDBStorage(
                     url,
+                    engine_kwargs=_engine_kwargs(url),
                     heartbeat_interval=60,
                     grace_period=180,
                     heartbeat_stale_trial_callback=(

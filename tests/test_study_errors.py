@@ -219,6 +219,22 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
         ("pruner.options", "bogus"),
         id="pruner-bad-option",
     ),
+    # option values Optuna does not check (they failed every trial later, "failed with ?")
+    (
+        "sampler-option-wrong-type",
+        BASE + "sampler: {name: tpe, options: {n_startup_trials: ten}}\n",
+        ("sampler.options.n_startup_trials", "valid integer", "'ten'"),
+    ),
+    (
+        "pruner-option-wrong-type",
+        BASE + "pruner: {name: median, options: {n_warmup_steps: 1.5}}\n",
+        ("pruner.options.n_warmup_steps", "valid integer", "1.5"),
+    ),
+    (
+        "sampler-options-that-clash",
+        BASE + "sampler: {name: tpe, options: {multivariate: false, group: true}}\n",
+        ("sampler.options", "group", "multivariate"),
+    ),
     pytest.param(
         "model-options-invalid-choice",
         BASE + "  model_options: {width: [0]}\n",
@@ -541,9 +557,30 @@ def test_another_tools_study_is_never_written_to(
     result = _run(capsys, "search", str(path), "--storage", str(journal),
                   "--study-name", "theirs")  # fmt: skip
     _assert_one_line_error(
-        *result, "study 'theirs'", "already holds 3 trials and was not made by lrtune"
-    )
+        *result, "study 'theirs'", "already holds 3 trials and was not made by lrtune",
+        "(direction minimize, parameters: x)",
+    )  # fmt: skip
     assert _snapshot(journal) == before
+
+
+def test_a_study_named_like_a_lock_is_never_taken_for_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another tool's study named ``<name>.lrtune-lock`` with trials is not a set-up lock:
+    the search of ``<name>`` stops with one line instead of deleting it as a stale lock."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    journal = tmp_path / "s.journal"
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    other = optuna.create_study(study_name="bad.lrtune-lock", storage=storage)
+    other.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=2)
+    path = _write(tmp_path, "ok", BASE)
+    result = _run(capsys, "search", str(path), "--storage", str(journal))
+    _assert_one_line_error(
+        *result, "study 'bad.lrtune-lock' is in the storage and is not an lrtune set-up lock"
+    )
+    kept = optuna.load_study(study_name="bad.lrtune-lock", storage=storage)
+    assert len(kept.trials) == 2
 
 
 @pytest.mark.parametrize("url", ["sqlite:/studies.db", "sqlite:studies.db", "postgresql:/x"])
@@ -621,3 +658,78 @@ def test_endless_or_huge_files_are_refused(
     result = _run(capsys, "search", str(path), "--storage", str(journal))
     _assert_one_line_error(*result, f"{path}: more than 1000000 characters")
     assert not journal.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [(BASE.replace("dataset: digits", "dataset: " + "d" * 500), "dataset"),
+     (BASE.replace("n_trials: 2", "n_trials: " + "9" * 500 + "x"), "n_trials"),
+     (BASE.replace("[adam]", "[" + ", ".join(["adam"] * 400) + "]"), "space.optimizers")],
+    ids=["long-string", "long-number-text", "long-list"],
+)  # fmt: skip
+def test_a_long_value_is_cut_in_the_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, fragment: str
+) -> None:
+    """A value quoted in an error is cut to about 80 characters, and the line stays short."""
+    path = _write(tmp_path, "long", text)
+    line = _assert_one_line_error(*_run(capsys, "search", str(path)), fragment)
+    assert len(line) < 700 and "characters)" in line, line
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never says a word (not a database)."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "scheme", ["mysql", "mysql+pymysql", "postgresql", "postgresql+psycopg2"]
+)
+def test_a_port_where_no_database_speaks_ends_in_one_line(
+    scheme: str,
+    silent_server: int,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--storage mysql://...` at a port that accepts but never answers used to hang."""
+    import importlib.util
+    import time
+
+    import lrtune.storage
+
+    module = {"mysql": "MySQLdb", "mysql+pymysql": "pymysql", "postgresql": "psycopg",
+              "postgresql+psycopg2": "psycopg2"}[scheme]  # fmt: skip
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed")
+    monkeypatch.setattr(lrtune.storage, "CONNECT_TIMEOUT_S", 1)
+    path = _write(tmp_path, "ok", BASE)
+    url = f"{scheme}://user@127.0.0.1:{silent_server}/db"
+    start = time.monotonic()
+    result = _run(capsys, "search", str(path), "--storage", url)
+    _assert_one_line_error(*result, "storage", "cannot open")
+    assert time.monotonic() - start < 30

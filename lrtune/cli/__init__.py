@@ -26,7 +26,7 @@ from lrtune.cli import _list  # list
 
 # isort: on
 from lrtune.cli._app import _ClickException, app
-from lrtune.errors import LrtuneError
+from lrtune.errors import LrtuneError, one_line
 
 __all__ = ["app", "main"]
 
@@ -42,14 +42,14 @@ def main(argv: list[str] | None = None) -> int:
         from lrtune.errors import StudyFailedError
         from lrtune.study import mask_url
 
-        print(f"lrtune: error: {mask_url(str(error))}", file=sys.stderr)
+        print(f"lrtune: error: {one_line(mask_url(str(error)))}", file=sys.stderr)
         return 1 if isinstance(error, StudyFailedError) else 2
     except _ClickException as error:
         if type(error).__name__ == "NoArgsIsHelpError":  # bare `lrtune`: the help, exit 0
             print(error.ctx.get_help())  # type: ignore[attr-defined]
             return 0
         message = error.format_message()  # type: ignore[attr-defined]
-        print(f"lrtune: error: {' '.join(message.split())}", file=sys.stderr)
+        print(f"lrtune: error: {one_line(message)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, typer.Abort):
         print("lrtune: interrupted", file=sys.stderr)

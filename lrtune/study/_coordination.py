@@ -30,6 +30,7 @@ from collections.abc import Iterator
 import optuna
 from optuna.trial import TrialState
 
+from lrtune.errors import ConfigError
 from lrtune.storage import LOCK_SUFFIX
 
 log = logging.getLogger("lrtune.study")
@@ -104,6 +105,20 @@ class _Beat:
         self._thread.join(timeout=5)
 
 
+LOCK_ATTR = "lrtune.lock"
+"""System attr that marks a study as a set-up lock (its name alone could be anyone's)."""
+
+
+def _is_lock(study: optuna.Study) -> bool:
+    """May ``study`` be broken as a stale set-up lock? A lock carries :data:`LOCK_ATTR`
+    from the moment after its creation; a study without it counts only while it holds
+    nothing a lock would not (no trials, no attrs but ``owner`` and ``beat``): the moment
+    between a worker's ``create_study`` and its first attr, or a lock of an older lrtune."""
+    if study._storage.get_study_system_attrs(study._study_id).get(LOCK_ATTR):
+        return True
+    return not study.get_trials(deepcopy=False) and set(study.user_attrs) <= {"owner", "beat"}
+
+
 @contextlib.contextmanager
 def setup_lock(
     storage: optuna.storages.BaseStorage, study_name: str, *, poll_s: float = 0.5
@@ -119,6 +134,7 @@ def setup_lock(
         except optuna.exceptions.DuplicatedStudyError:
             pass
         else:
+            storage.set_study_system_attr(lock._study_id, LOCK_ATTR, True)
             lock.set_user_attr("owner", me)
             lock.set_user_attr("beat", time.time())
             break
@@ -130,6 +146,13 @@ def setup_lock(
             continue
         now = time.time()
         waited_since = waited_since or now
+        if not _is_lock(held):  # someone's study: never delete it
+            raise ConfigError(
+                f"study {name!r} is in the storage and is not an lrtune set-up lock (it has "
+                f"{len(held.get_trials(deepcopy=False))} trials); lrtune needs that name for "
+                f"the set-up of study {study_name!r}: rename that study or choose another "
+                "study name"
+            )
         ownerless_too_long = owner is None and now - waited_since > STALE_S / 4
         if ownerless_too_long or (owner is not None and _dead(str(owner), beat, now)):
             log.info("set-up lock of %s held by %s, which is gone: breaking it", study_name, owner)

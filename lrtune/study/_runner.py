@@ -63,11 +63,13 @@ def _check_same_study(study: optuna.Study, config: StudyConfig, storage: str) ->
     """Store the config in a new study; a rerun must bring the same one. While no trial has
     finished (say the first one failed on a misnamed metric), a fixed config takes over."""
     stored = study.user_attrs.get(ATTR_CONFIG)
-    if stored is None and study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    if stored is None and trials:
+        params = sorted({name for t in trials for name in t.params})
         raise ConfigError(  # another tool's study: adding lrtune trials would damage it
-            f"study {config.name!r} in {mask_url(storage)} already holds "
-            f"{len(study.get_trials(deepcopy=False))} trials and was not made by lrtune; "
-            "use another --study-name"
+            f"study {config.name!r} in {mask_url(storage)} already holds {len(trials)} trials "
+            f"and was not made by lrtune (direction {study.direction.name.lower()}, "
+            f"parameters: {', '.join(params) or 'none'}); use another --study-name"
         )
     if stored is not None:
         old = StudyConfig.model_validate(stored)
