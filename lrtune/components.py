@@ -16,8 +16,10 @@ group that gives ``lr`` instead keeps its ratio to the largest ``lr`` of the gro
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import io
 import os
 import sys
 from collections.abc import Iterable, Mapping
@@ -31,15 +33,18 @@ from lrtune.errors import ConfigError
 from lrtune.module import configure_optimization
 
 __all__ = [
+    "SETUP_HOOKS",
     "add_import_paths",
     "build_datamodule",
     "build_module",
     "check_components",
+    "describe_user_error",
     "import_class",
     "inject_optimization",
     "namespace",
     "overrides",
     "trainer_class",
+    "user_code_origin",
 ]
 
 _NAMESPACES = ("lightning.pytorch", "pytorch_lightning")
@@ -67,6 +72,59 @@ def _bases(name: str) -> list[type]:
     """``name`` (``LightningModule``, ...) in each Lightning namespace already imported
     (a user's class imports its own; nothing else is imported here)."""
     return [getattr(sys.modules[ns], name) for ns in _NAMESPACES if ns in sys.modules]
+
+
+SETUP_HOOKS = frozenset({
+    "__init__", "prepare_data", "setup", "configure_model", "train_dataloader",
+    "val_dataloader", "test_dataloader", "predict_dataloader", "on_fit_start",
+    "on_train_start", "param_groups",
+})  # fmt: skip
+"""Hooks of a module or datamodule that do not depend on a trial's hyperparameters: when
+one raises, every trial would fail the same way, so a study stops at the first."""
+
+
+def _library_dirs() -> tuple[str, ...]:
+    """Folders of the packages whose code is not the user's (Lightning, torch, lrtune)."""
+    dirs = []
+    for name in ("lrtune", "lightning", "pytorch_lightning", "torch", "torchmetrics"):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None):
+            dirs.append(str(Path(module.__file__).parent) + os.sep)  # type: ignore[arg-type]
+    return tuple(dirs)
+
+
+def user_code_origin(error: BaseException) -> tuple[str, str] | None:
+    """``(class, hook)``: the method of the user's own LightningModule or LightningDataModule
+    that ``error`` came out of (the outermost such frame of its traceback: the hook Lightning
+    or lrtune called), or ``None`` when the error did not pass through the user's code."""
+    bases = tuple(_bases("LightningModule") + _bases("LightningDataModule"))
+    if not bases:
+        return None
+    libraries = _library_dirs()
+    tb = error.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        owner = frame.f_locals.get("self")
+        if (
+            owner is not None
+            and isinstance(owner, bases)
+            and not frame.f_code.co_filename.startswith(libraries)
+        ):
+            return type(owner).__qualname__, frame.f_code.co_name
+        tb = tb.tb_next
+    return None
+
+
+def describe_user_error(error: BaseException) -> str | None:
+    """One line for an error from the user's code: ``Class.hook raised Type: message``;
+    Lightning's complaints about a module (``MisconfigurationException``) as they are.
+    ``None`` for any other error (lrtune's own, or the machine's)."""
+    origin = user_code_origin(error)
+    if origin is not None:
+        return f"{origin[0]}.{origin[1]} raised {_first_line(error)}"
+    if type(error).__name__ == "MisconfigurationException":
+        return _first_line(error)
+    return None
 
 
 def namespace(obj: object) -> str:
@@ -108,8 +166,19 @@ def import_class(class_path: str, *, field: str, base: type) -> type:
         raise ConfigError(
             f"{field}.class_path: {class_path!r} is not a dotted path such as mypkg.models.LitNet"
         )
+    said = io.StringIO()  # what the module prints while importing (argparse's usage: ...)
     try:
-        module = importlib.import_module(module_name)
+        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+            module = importlib.import_module(module_name)
+    except SystemExit as error:  # sys.exit() or argparse at import: not lrtune's exit
+        printed = next((line.strip() for line in said.getvalue().splitlines()
+                        if line.strip()), "")  # fmt: skip
+        shown = f"; it printed {printed[:120]!r}" if printed else ""
+        raise ConfigError(
+            f"{field}.class_path: importing {module_name} called sys.exit({error.code!r})"
+            f"{shown} (does it parse the command line or run a script at import? Move that "
+            'under `if __name__ == "__main__":`)'
+        ) from None
     except ModuleNotFoundError as error:
         if error.name and module_name.startswith(error.name):
             raise ConfigError(

@@ -83,6 +83,11 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("import-raises", _with(module=_module("tests.own_pkg.broken.Model")),
      ["module.class_path: importing tests.own_pkg.broken failed",
       "RuntimeError: cannot import: the user's settings are missing"]),
+    ("import-exits", _with(module=_module("tests.own_pkg.exits.Model")),
+     ["module.class_path: importing tests.own_pkg.exits called sys.exit(0)"]),
+    ("import-parses-the-command-line", _with(module=_module("tests.own_pkg.argparsing.Model")),
+     ["module.class_path: importing tests.own_pkg.argparsing called sys.exit(2)",
+      "it printed 'usage: train.py [-h] --data DATA'"]),
     ("init-args-unknown", _with(module=_module(f"{SPY}.Spy", "{hiden: 3}")),
      ["module.init_args: Spy: TypeError:", "unexpected keyword argument 'hiden'"]),
     ("init-args-rejected-by-the-class", _with(module=_module(f"{SPY}.Spy", "{hidden: 0}")),
@@ -165,3 +170,63 @@ def test_train_and_find_lr_bad_module_input(
     result = run_cli(capsys, *args, "--config", config)
     assert_one_line_error(*result, *fragments)
     assert _tree(tmp_path) == before
+
+
+# (id, study file text, extra CLI args, exit code, fragments of the one error line)
+RUNTIME_CASES: list[tuple[str, str, list[str], int, list[str]]] = [
+    ("setup-raises", _with(datamodule=_datamodule(f"{SPY}.BrokenSetup")), [], 2,
+     ["BrokenSetup.setup raised FileNotFoundError: the user's data folder /data/train is "
+      "missing"]),
+    ("setup-raises-quiet", _with(datamodule=_datamodule(f"{SPY}.BrokenSetup")), ["-q"], 2,
+     ["BrokenSetup.setup raised FileNotFoundError"]),
+    ("setup-raises-in-the-range-tests",
+     _with(datamodule=_datamodule(f"{SPY}.BrokenSetup")).replace(
+         "lr: {low: 0.001, high: 0.01}", "lr: auto"), [], 2,
+     ["BrokenSetup.setup raised FileNotFoundError"]),
+    ("training-step-raises", _with(module=_module(f"{SPY}.Spy", "{fail: true}")), [], 1,
+     ["Spy.training_step raised RuntimeError: the user's training_step is broken",
+      "3 trials in a row failed"]),
+    ("training-step-returns-no-loss", _with(module=_module(f"{SPY}.NoLoss")), [], 2,
+     ["'loss' key needs to be present"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "text", "args", "code", "fragments"), RUNTIME_CASES,
+                         ids=[c[0] for c in RUNTIME_CASES])  # fmt: skip
+def test_an_error_in_the_users_code_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str, args: list[str],
+    code: int, fragments: list[str],
+) -> None:  # fmt: skip
+    """The user's hook raising during the trials or the range tests: one line naming the
+    class and the hook, no traceback on the terminal; the tracebacks are in the log file
+    that the line names. No trial completes."""
+    study = tmp_path / "study.yaml"
+    study.write_text(text.replace("n_trials: 2", "n_trials: 4"))
+    journal = tmp_path / "s.journal"
+    result = run_cli(capsys, "search", study, "--storage", journal, *args)
+    # without -q, the progress lines (and the summary of a stopped study) come before the
+    # one error line; none of them is a traceback or an Optuna warning
+    status, out, err, shown = result
+    lines = err.splitlines()
+    assert not any(x.startswith(("[W", "  File ", "Traceback")) for x in lines), lines
+    if "-q" in args:
+        assert len(lines) == 1, lines
+    line = assert_one_line_error(code if code == 2 else 2, out, lines[-1] + "\n", shown,
+                                 *fragments)  # fmt: skip
+    assert status == code, err
+    log = Path(line.rpartition("(traceback")[2].partition(": ")[2].rstrip(")"))
+    assert log.is_file() and "Traceback (most recent call last)" in log.read_text(), line
+    if journal.exists():
+        storage = optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(journal)))  # fmt: skip
+        for summary in optuna.get_all_study_summaries(storage):
+            trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+            assert not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+
+def test_find_lr_names_the_users_hook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(f"module: {SPY}.Spy\ndatamodule: {SPY}.BrokenSetup\n")
+    result = run_cli(capsys, "find-lr", "--config", config, "--optimizers", "adam")
+    line = assert_one_line_error(*result, "BrokenSetup.setup raised FileNotFoundError")
+    assert "(traceback: " in line

@@ -706,9 +706,7 @@ def silent_server() -> Iterator[int]:
         server.close()
 
 
-@pytest.mark.parametrize(
-    "scheme", ["mysql", "mysql+pymysql", "postgresql", "postgresql+psycopg2"]
-)
+@pytest.mark.parametrize("scheme", ["mysql", "mysql+pymysql", "postgresql", "postgresql+psycopg2"])
 def test_a_port_where_no_database_speaks_ends_in_one_line(
     scheme: str,
     silent_server: int,

@@ -33,16 +33,28 @@ __all__ = ["app", "main"]
 _COMMAND_MODULES = (_train, _study, _list)
 
 
+def _user_error(error: BaseException) -> str | None:
+    """One line for an error out of the user's own module or datamodule (``None``: not)."""
+    if "lightning" not in sys.modules:
+        return None
+    from lrtune.components import describe_user_error
+
+    return describe_user_error(error)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (2 for bad input, with a one-line message)."""
     args = sys.argv[1:] if argv is None else argv
     try:
         result = app(args=args, prog_name="lrtune", standalone_mode=False)
     except LrtuneError as error:
+        from lrtune._logging import traceback_log
         from lrtune.errors import StudyFailedError
         from lrtune.study import mask_url
 
-        print(f"lrtune: error: {one_line(mask_url(str(error)))}", file=sys.stderr)
+        log = traceback_log()
+        where = f" (tracebacks: {log})" if log is not None else ""
+        print(f"lrtune: error: {one_line(mask_url(str(error)))}{where}", file=sys.stderr)
         return 1 if isinstance(error, StudyFailedError) else 2
     except _ClickException as error:
         if type(error).__name__ == "NoArgsIsHelpError":  # bare `lrtune`: the help, exit 0
@@ -50,6 +62,17 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         message = error.format_message()  # type: ignore[attr-defined]
         print(f"lrtune: error: {one_line(message)}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        described = _user_error(error)
+        if described is None:  # lrtune's own bug: the traceback, as Python prints it
+            raise
+        from lrtune._logging import write_traceback
+        from lrtune.study import mask_url
+
+        log = write_traceback(error)
+        print(f"lrtune: error: {one_line(mask_url(described))} (traceback: {log})",
+              file=sys.stderr)  # fmt: skip
         return 2
     except (KeyboardInterrupt, typer.Abort):
         print("lrtune: interrupted", file=sys.stderr)

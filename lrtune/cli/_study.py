@@ -60,6 +60,15 @@ def search_command(
     ] = 1,
     json_out: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial lines.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Print the traceback of every failed trial (by default they go to a log "
+            "file, whose path the error line names).",
+        ),
+    ] = False,
 ) -> None:
     """Run or resume an Optuna study described by a study file.
 
@@ -93,6 +102,10 @@ def search_command(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not verbose:
+        from lrtune._logging import tracebacks_to_file
+
+        tracebacks_to_file()
     if not quiet:
         _log_to_stderr()
     from lrtune.storage import closing_storage

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -158,6 +159,24 @@ def _error_text(error: BaseException) -> str:
     return mask_url(f"{type(error).__name__}: {lines[0] if lines else ''}")[:500]
 
 
+def _user_error(error: BaseException) -> tuple[str, bool]:
+    """The trial's ``error`` text, and whether every trial would fail the same way: the
+    objective metric never logged, a set-up hook of the user's module or datamodule
+    raised (``Data.setup raised ...``), or Lightning refused the module itself."""
+    if isinstance(error, MissingMetricError):
+        return str(error), True
+    if "lightning" not in sys.modules:
+        return _error_text(error), False
+    from lrtune.components import SETUP_HOOKS, describe_user_error, user_code_origin
+
+    described = describe_user_error(error)
+    if described is None:
+        return _error_text(error), False
+    origin = user_code_origin(error)
+    study_wide = origin is None or origin[1] in SETUP_HOOKS  # None: Lightning's refusal
+    return mask_url(described)[:500], study_wide
+
+
 def _objective(
     config: StudyConfig,
     ranges: Mapping[str, tuple[float, float]],
@@ -189,9 +208,10 @@ def _objective(
                 raise
             except Exception as error:  # recorded, then Optuna fails the trial
                 trial.set_user_attr("seconds", time.perf_counter() - start)
-                trial.set_user_attr("error", _error_text(error))
-                if isinstance(error, MissingMetricError):  # the runner stops the study
-                    trial.set_user_attr(ATTR_INPUT_ERROR, str(error))
+                text, study_wide = _user_error(error)
+                trial.set_user_attr("error", text)
+                if study_wide:  # the runner stops the study: every trial would fail so
+                    trial.set_user_attr(ATTR_INPUT_ERROR, text)
                 raise
             finally:
                 gc.collect()

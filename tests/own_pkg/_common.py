@@ -140,3 +140,18 @@ class FixedBatchLogic:
 
     def __init__(self) -> None:
         super().__init__(batch_size=32)
+
+
+class BrokenSetupLogic:
+    """A datamodule whose ``setup`` raises (its data folder is not there)."""
+
+    def setup(self, stage: str | None = None) -> None:
+        raise FileNotFoundError("the user's data folder /data/train is missing")
+
+
+class NoLossLogic:
+    """``training_step`` returns a dict without ``loss``."""
+
+    def training_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+        x, y = batch
+        return {"error": nn.functional.cross_entropy(self(x), y)}

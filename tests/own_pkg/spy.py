@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 
-from tests.own_pkg._common import DataLogic, FixedBatchLogic, GroupedLogic, NoMetricLogic, SpyLogic
+from tests.own_pkg._common import (
+    BrokenSetupLogic,
+    DataLogic,
+    FixedBatchLogic,
+    GroupedLogic,
+    NoLossLogic,
+    NoMetricLogic,
+    SpyLogic,
+)
 
 CONSTANT = 3
 
@@ -28,3 +36,11 @@ class Data(DataLogic, pl.LightningDataModule):
 
 class FixedBatch(FixedBatchLogic, Data):
     """A datamodule whose batch size is not an argument."""
+
+
+class BrokenSetup(BrokenSetupLogic, Data):
+    """A datamodule whose ``setup`` raises."""
+
+
+class NoLoss(NoLossLogic, Spy):
+    """``training_step`` returns a dict without ``loss``."""
