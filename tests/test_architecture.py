@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "lrtune.hooks": CORE,
     # Lightning layer: datamodules, the module, the range-test callback, training
     "lrtune._logging": LIGHTNING,
+    "lrtune._threads": LIGHTNING,
     "lrtune.data": LIGHTNING,
     "lrtune.module": LIGHTNING,
     "lrtune._state": LIGHTNING,

@@ -37,6 +37,8 @@ from lrtune.study._test_pass import HeldWeights
 if TYPE_CHECKING:
     import lightning.pytorch as pl
 
+    from lrtune._threads import ThreadFit
+
 __all__ = ["open_study", "run_worker"]
 
 _ATTR_ENQUEUED = "lrtune.defaults_enqueued"
@@ -199,6 +201,7 @@ def _optimize(
     progress: TextIO | None,
     tag: str = "",
     deadline: float | None = None,
+    before_trial: Callable[[], object] | None = None,
 ) -> None:
     """Run trials one at a time until ``n_trials`` have finished across all workers, the
     ``deadline`` (``time.monotonic()``; ``timeout`` counts from the worker's start, set-up
@@ -234,6 +237,8 @@ def _optimize(
                 time.sleep(0.5)
                 continue
         ran.clear()
+        if before_trial is not None:
+            before_trial()
         study.optimize(
             objective,
             n_trials=1,
@@ -281,6 +286,20 @@ def run_worker(
         close_storage(opened)
 
 
+def _thread_fit(config: StudyConfig) -> ThreadFit | None:
+    """Threads fitted to the idle cores before the range tests and each trial, when the
+    trials run on the CPU (a GPU trial's CPU threads matter little)."""
+    import torch
+
+    from lrtune._threads import ThreadFit
+
+    if config.device not in ("auto", "cpu") or (
+        config.device == "auto" and torch.cuda.is_available()
+    ):
+        return None
+    return ThreadFit()
+
+
 def _run_worker(
     config: StudyConfig,
     storage: optuna.storages.BaseStorage,
@@ -293,6 +312,7 @@ def _run_worker(
     # timeout: counts from here, the range tests and the rest of the set-up included
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
     hooks = [c for c in callbacks if isinstance(c, SearchCallback)]
+    threads = _thread_fit(config)
     study = open_study(config, storage)
     with coord.setup_lock(storage, config.name):
         retried = coord.fail_dead_trials(study)
@@ -303,6 +323,8 @@ def _run_worker(
         _artifact_folder(study, config)
         auto: dict[str, Any] = {}
         if config.space.lr.auto:
+            if threads is not None:
+                threads.adjust()
             auto = auto_lr(study, config)
         for hook in hooks:
             hook.on_setup(study, config, auto)
@@ -327,6 +349,7 @@ def _run_worker(
         _optimize(
             study, config, _objective(config, ranges, module_factory, datamodule_factory, held),
             trial_callbacks, progress, tag=tag, deadline=deadline,
+            before_trial=None if threads is None else threads.adjust,
         )  # fmt: skip
     except StudyFailedError as error:  # the finished trials still get their test pass
         failure = error
