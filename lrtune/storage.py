@@ -213,7 +213,13 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
 
         path = _check_journal_path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        try:
+            return JournalStorage(JournalFileBackend(str(path)))
+        except Exception:
+            problem = journal_problem(path)
+            if problem is None:
+                raise
+            raise ConfigError(f"storage {target}: cannot open ({problem})") from None
     except LrtuneError:
         raise
     except Exception as error:  # SQLAlchemy, driver and OS errors come in many types
@@ -278,6 +284,38 @@ def nearest_existing_parent(path: Path) -> Path:
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     return parent
+
+
+def journal_problem(path: Path) -> str | None:
+    """What is wrong with a journal file, in words and at its line (``None``: nothing this
+    finds). Each line of an Optuna journal is one JSON operation with an ``op_code``."""
+    import json
+
+    from optuna.storages.journal._storage import JournalOperation
+
+    known = {op.value for op in JournalOperation}
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                torn = "" if raw.endswith(b"\n") else ", the last line, without its end"
+                text = raw[:60].rstrip().decode("utf-8", "replace")
+                return (
+                    f"line {number} is not a whole JSON operation{torn} (a write cut short, "
+                    f"or an edit: {text!r}); restore the file from a copy, or delete that "
+                    "line to keep the operations before it"
+                )
+            op = entry.get("op_code") if isinstance(entry, dict) else None
+            if op not in known:
+                return (
+                    f"line {number} holds an unknown operation (op_code {op!r}; Optuna "
+                    f"{optuna.__version__} knows {min(known)} to {max(known)}): written by "
+                    "another Optuna version, or edited"
+                )
+    return None
 
 
 def _check_journal_path(target: str) -> Path:

@@ -731,3 +731,38 @@ def test_a_port_where_no_database_speaks_ends_in_one_line(
     result = _run(capsys, "search", str(path), "--storage", url)
     _assert_one_line_error(*result, "storage", "cannot open")
     assert time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize("damage", ["torn-line", "unknown-operation"])
+def test_a_damaged_journal_is_named_at_its_line(
+    damage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A torn journal line used to be reported at "line 1 column 31" (of that line), and an
+    unknown operation as "Should not reach."; both name the file's line now, in words."""
+    import json
+
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    journal = tmp_path / "s.journal"
+    study = optuna.create_study(
+        study_name="tiny", storage=JournalStorage(JournalFileBackend(str(journal)))
+    )
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    lines = journal.read_text().splitlines()
+    if damage == "torn-line":
+        lines[5] = lines[5][:30]
+        fragments = ("line 6 is not a whole JSON operation", "a write cut short")
+    else:
+        entry = json.loads(lines[5])
+        entry["op_code"] = 99
+        lines[5] = json.dumps(entry)
+        fragments = ("line 6 holds an unknown operation (op_code 99",)
+    journal.write_text("\n".join(lines) + "\n")
+    before = journal.read_bytes()
+    for command in (
+        ["best", "--study-name", "tiny"],
+        ["search", str(_write(tmp_path, "ok", BASE))],
+    ):
+        result = _run(capsys, *command, "--storage", str(journal))
+        _assert_one_line_error(*result, f"storage {journal}: cannot open", *fragments)
+    assert journal.read_bytes() == before
