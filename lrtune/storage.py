@@ -9,6 +9,8 @@ through it without loading the study runner.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import re
 import time
 import warnings
@@ -19,6 +21,8 @@ from typing import Any, TypeVar
 import optuna
 
 from lrtune.errors import ConfigError, LrtuneError
+
+log = logging.getLogger("lrtune.storage")
 
 __all__ = [
     "DEFAULT_STORAGE",
@@ -214,6 +218,7 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
         path = _check_journal_path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            _mend_torn_tail(path)
             return JournalStorage(JournalFileBackend(str(path)))
         except Exception:
             problem = journal_problem(path)
@@ -284,6 +289,47 @@ def nearest_existing_parent(path: Path) -> Path:
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     return parent
+
+
+def _mend_torn_tail(path: Path) -> None:
+    """A journal whose last write was cut short (its process killed mid-write) ends without
+    a newline; Optuna would append the next operation to that torn line and lose it. Under
+    the journal's own lock (no live writer is mid-write then), a torn tail that is a whole
+    operation gets its newline; one that is not is cut off (it was never applied)."""
+    import json
+
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as file:
+        file.seek(-1, os.SEEK_END)
+        if file.read(1) == b"\n":
+            return
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()
+    try:
+        data = path.read_bytes()
+        if data.endswith(b"\n"):
+            return  # mended by another process meanwhile
+        start = data.rfind(b"\n") + 1
+        tail = data[start:]
+        try:
+            whole = isinstance(json.loads(tail), dict)
+        except ValueError:
+            whole = False
+        with path.open("r+b") as file:
+            if whole:
+                file.seek(0, os.SEEK_END)
+                file.write(b"\n")
+            else:
+                file.truncate(start)
+        log.warning(
+            "%s: %s a torn last line (%d bytes) left by a process killed while writing",
+            path, "ended" if whole else "dropped", len(tail),
+        )  # fmt: skip
+    finally:
+        lock.release()
 
 
 def journal_problem(path: Path) -> str | None:

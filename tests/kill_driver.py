@@ -44,7 +44,7 @@ import time
 from typing import Any, TextIO, cast
 
 ENV = "LRTUNE_KILL_DRIVER"
-POINTS = ("range-test", "between", "mid-trial")
+POINTS = ("range-test", "between", "mid-trial", "test-pass")
 _TRIAL_LINE = re.compile(r"^(?:w\d+ )?\[\d+(?:/\d+)?\] trial (\d+) ")
 
 
@@ -114,6 +114,17 @@ def install(spec: dict[str, Any]) -> None:
             return compare(*args, **{**kwargs, "progress": progress})
 
         lrtune.finder.compare_optimizers = compare_then_stop
+    elif point == "test-pass":  # every trial finished; the best ones' test split not yet
+        from lrtune.study._test_pass import HeldWeights
+
+        test = HeldWeights.test
+
+        def marking_test(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.by_optimizer:
+                mark("test-pass", held=len(self.by_optimizer))
+            return test(self, *args, **kwargs)
+
+        HeldWeights.test = marking_test  # type: ignore[method-assign]
     elif point == "mid-trial":
         import lrtune.study
         from lrtune.module import ClassifierModule

@@ -360,6 +360,56 @@ def test_kill_between_trials(tmp_path: Path, study_file: Path, storage: str, dri
     _check_recovered(tmp_path, storage, _finished(trials), {})
 
 
+def test_kill_during_the_test_pass(
+    tmp_path: Path, study_file: Path, storage: str, driver: Any
+) -> None:
+    """Killed when every trial had finished but the test split of each optimizer's best
+    trial was not yet evaluated (their weights die with the process): the rerun trains those
+    trials again from their configs and stores their test metrics (they used to stay nan)."""
+    from lrtune.results import best_per_optimizer, trials_with_tests
+
+    run = driver("test-pass")
+    run.wait_marks(1)
+    run.kill()
+    _, attrs, trials = _state(storage)
+    finished = _finished(trials)
+    assert len(finished) == N_TRIALS
+    assert not any(key.startswith("lrtune.test.") for key in attrs)
+    _rerun(tmp_path, study_file, storage)
+    after = _check_recovered(tmp_path, storage, finished, {})
+    assert {n: (t.state.name, t.value) for n, t in after.items()} == finished  # none ran again
+    with _opened(storage) as opened:
+        study = optuna.load_study(study_name=NAME, storage=opened)
+        merged = {t.number: t for t in trials_with_tests(study)}
+    complete = [t for t in after.values() if t.state == TrialState.COMPLETE]
+    for name, best in best_per_optimizer(complete, True, default="").items():
+        test_acc = merged[best.number].user_attrs.get("test_acc")
+        assert test_acc is not None and 0.0 < test_acc <= 1.0, (name, merged[best.number])
+
+
+def test_a_journal_torn_by_a_kill_mid_write_is_mended(
+    tmp_path: Path, study_file: Path, storage: str, driver: Any
+) -> None:
+    """A kill in the middle of a journal write leaves a last line without its end; Optuna
+    would append the next operation to it and lose that one. The rerun cuts the torn line
+    (the operation it held was never applied) and finishes the study."""
+    if "://" in storage:
+        pytest.skip("a journal file")
+    run = driver("between", "--after", "2")
+    run.wait_marks(1)
+    run.kill()
+    journal = Path(storage)
+    data = journal.read_bytes()
+    journal.write_bytes(data[: data.rfind(b"\n", 0, len(data) - 1) + 40])  # torn mid-line
+    _rerun(tmp_path, study_file, storage)
+    assert journal.read_bytes().endswith(b"\n")
+    _, _, trials = _state(storage)
+    states = [t.state for t in trials.values()]
+    assert sum(s in FINISHED for s in states) == N_TRIALS, states
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states, states
+    _check_optuna_cli(storage, len(trials))
+
+
 def test_kill_workers_command(tmp_path: Path, study_file: Path, storage: str, driver: Any) -> None:
     """SIGKILL ``search --workers 2`` while both workers run a trial: they die with it."""
     run = driver("mid-trial", "--after", "0", "--workers", "2")

@@ -24,6 +24,7 @@ from lrtune.results import best_per_optimizer
 from lrtune.space import suggest_config
 from lrtune.storage import mask_url
 from lrtune.study import _coordination as coord
+from lrtune.study._test_pass import trainer_limits
 
 ATTR_INPUT_ERROR = "input_error"
 """Trial user attr: an error in the study's input that every trial would hit (the runner
@@ -258,15 +259,7 @@ def _train_trial(
         module = module_factory(train_config)
     else:
         module = module_for(train_config, datamodule)
-    budget = config.budget
-    limits: dict[str, Any] = {}
-    if budget.steps is not None:
-        limits = {
-            "max_epochs": -1,
-            "max_steps": budget.steps,
-            "val_check_interval": budget.report_every or budget.steps,
-            "check_val_every_n_epoch": None,
-        }
+    limits = trainer_limits(config)
     trainer = build_trainer(
         train_config,
         callbacks=[

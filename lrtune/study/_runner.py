@@ -361,6 +361,8 @@ def _run_worker(
     finally:
         gc.unfreeze()
     held.test(study, config, progress, tag)
+    if config.test == "end" and module_factory is None and datamodule_factory is None:
+        held.retrain_untested(study, config, progress, tag)  # a killed run's best trials
     if failure is not None:
         raise failure
     return study

@@ -10,12 +10,12 @@ import optuna
 from optuna.trial import TrialState
 
 from lrtune.config import StudyConfig, TrainConfig
-from lrtune.results import ATTR_TEST_PREFIX, best_per_optimizer
+from lrtune.results import ATTR_TEST_PREFIX, best_per_optimizer, trials_with_tests
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
 
-__all__ = ["HeldWeights"]
+__all__ = ["HeldWeights", "trainer_limits"]
 
 
 class HeldWeights:
@@ -57,3 +57,54 @@ class HeldWeights:
                 shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
                 print(f"{tag}test split, best {name} trial {number}: {shown}", file=progress)
         self.by_optimizer.clear()
+
+    def retrain_untested(
+        self, study: optuna.Study, config: StudyConfig, progress: TextIO | None, tag: str = ""
+    ) -> None:
+        """Test each optimizer's best complete trial that has no test metrics, its weights
+        being gone with the process that trained it (killed before or during its test
+        pass): train it again from its stored config (every trial starts from the study's
+        seed, so this is the same model, up to the nondeterminism of some GPU kernels),
+        then evaluate the test split as :meth:`test` does."""
+        from lightning.fabric.utilities.seed import seed_everything
+
+        from lrtune.study import _coordination as coord
+        from lrtune.training import build_trainer, can_test, datamodule_for, module_for
+
+        if coord.others_running(study):  # they test the best trials they hold themselves
+            return
+        maximize = config.objective.resolved_direction == "maximize"
+        tested = {t.number for t in trials_with_tests(study)
+                  if any(k.startswith("test_") for k in t.user_attrs)}  # fmt: skip
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        best = best_per_optimizer(complete, maximize, default="")
+        for name, trial in sorted(best.items()):
+            if trial.number in tested or "config" not in trial.user_attrs:
+                continue
+            train_config = TrainConfig.model_validate(trial.user_attrs["config"])
+            seed_everything(train_config.seed, verbose=False)  # as the trial started
+            datamodule = datamodule_for(train_config)
+            module = module_for(train_config, datamodule)
+            if not can_test(module, datamodule):
+                continue
+            if progress is not None:
+                print(f"{tag}test split, best {name} trial {trial.number}: its weights were "
+                      "lost with the process that trained it; training it again",
+                      file=progress)  # fmt: skip
+            trainer = build_trainer(train_config, module=module, **trainer_limits(config))
+            trainer.fit(module, datamodule=datamodule)
+            self.keep(trial.number, train_config, module)
+        self.test(study, config, progress, tag)
+
+
+def trainer_limits(config: StudyConfig) -> dict[str, Any]:
+    """The Trainer arguments of a trial's budget (``epochs`` is the config's own)."""
+    budget = config.budget
+    if budget.steps is None:
+        return {}
+    return {
+        "max_epochs": -1,
+        "max_steps": budget.steps,
+        "val_check_interval": budget.report_every or budget.steps,
+        "check_val_every_n_epoch": None,
+    }
