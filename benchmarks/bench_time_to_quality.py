@@ -304,9 +304,9 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             rs = [r for r in mine if r["side"] == side]
             row: dict[str, Any] = {"seeds": len(rs)}
             for m in MARGINS:
-                times = [time_to(r["events"], pooled - m / 100) for r in rs]
-                row[f"reached_{m:g}"] = sum(t is not None for t in times)
-                row[f"median_s_{m:g}"] = _median(times)
+                times = {r["seed"]: time_to(r["events"], pooled - m / 100) for r in rs}
+                row[f"reached_{m:g}"] = sum(t is not None for t in times.values())
+                row[f"median_s_{m:g}"] = _median(list(times.values()))
                 row[f"times_{m:g}"] = times
             finals = [final(r["events"]) for r in rs]
             row["best_val"] = statistics.fmean(v for v, _ in finals if v is not None)
@@ -354,7 +354,8 @@ def print_summary(summary: dict[str, Any]) -> None:
                 ratios.append(f"{m:g} pt: " + ("–" if a is None or b is None else f"{a / b:.2f}x"))
             per_seed = []
             for m in MARGINS:
-                pairs = zip(loop[f"times_{m:g}"], row[f"times_{m:g}"], strict=True)
+                ours, theirs = row[f"times_{m:g}"], loop[f"times_{m:g}"]
+                pairs = [(theirs[seed], ours[seed]) for seed in sorted(ours) if seed in theirs]
                 per_seed.append(
                     f"{m:g} pt: "
                     + " ".join("–" if a is None or b is None else f"{a / b:.2f}" for a, b in pairs)
