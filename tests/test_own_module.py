@@ -161,7 +161,8 @@ def test_training_step_errors_fail_trials_and_three_stop_the_study(tmp_path: Pat
         module={"class_path": f"{SPY}.Spy", "init_args": {"fail": True}},
         n_trials=6,
     )
-    with pytest.raises(StudyFailedError, match="3 trials in a row failed with RuntimeError"):
+    failed = r"3 trials in a row failed with Spy\.training_step raised RuntimeError"
+    with pytest.raises(StudyFailedError, match=failed):
         search(config, progress=None, publish=False)
     trials = load_study(str(tmp_path / "s.journal"), "own").trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL] * 3

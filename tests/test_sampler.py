@@ -24,6 +24,7 @@ CONFIG = StudyConfig.model_validate(
         "space": {
             "optimizers": ["sgd", "momentum", "adam", "adamax"],
             "lr": {"low": 1e-4, "high": 1.0},
+            "grow": False,  # each optimizer's whole group (LR, β, momentum, weight decay)
             "schedules": [
                 "constant", {"name": "step", "params": {"gamma": {"low": 0.1, "high": 0.9}}},
             ],
