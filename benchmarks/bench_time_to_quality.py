@@ -41,6 +41,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -89,6 +90,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the finder's trials at the top of each range test's bracket (where the smoothed loss
     # has done 90% of its fall; target="max") instead of its suggestion
     "lrtune-high": {"finder_lr": "high"},
+    # torch's threads as they are (all cores), not fitted to the idle cores
+    "lrtune-nofit": {"thread_fit": False},
     "lrtune-fine-hyperband": {"reports_per_epoch": 2, "pruner": {"name": "hyperband"}},
 }
 
@@ -230,6 +233,7 @@ def run_lrtune(
         fields = dict(fields)
         per_epoch = fields.pop("reports_per_epoch", None)
         finder_lr = fields.pop("finder_lr", None)
+        thread_fit = fields.pop("thread_fit", True)
         if per_epoch:  # the same epochs as steps, validated per_epoch times an epoch
             dm = create_datamodule(dataset, data_dir=data_dir, download=False)
             dm.setup()
@@ -241,6 +245,8 @@ def run_lrtune(
         with contextlib.ExitStack() as stack:
             if finder_lr == "high":
                 stack.enter_context(mock.patch.object(_runner, "_enqueue_finder", _enqueue_high))
+            if not thread_fit:
+                stack.enter_context(mock.patch.object(_runner, "_thread_fit", lambda c: None))
             study = search(config, callbacks=[record], progress=None, publish=False)
         seconds = time.perf_counter() - start
         tests = {t.number: t.user_attrs.get("test_acc") for t in trials_with_tests(study)}
@@ -365,8 +371,6 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def environment() -> dict[str, Any]:
-    import subprocess
-
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                          text=True, cwd=ROOT).stdout.strip()  # fmt: skip
     return {
@@ -386,7 +390,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["lrtune"])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of this process (0: torch's default, all cores; lrtune then fits "
+        "its threads to the idle cores before each trial)",
+    )
+    parser.add_argument(
+        "--neighbours",
+        type=int,
+        default=0,
+        help="busy processes (a pure-Python loop each) running beside the benchmark: a noisy "
+        "neighbour on the cores",
+    )
     parser.add_argument("--out", type=Path, default=Path("ttq.json"))
     parser.add_argument("--merge", nargs="+", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -398,8 +415,22 @@ def main(argv: list[str] | None = None) -> int:
                                         "summary": summary, "runs": runs}, indent=1))  # fmt: skip
         return 0
     quiet()
-    torch.set_num_threads(args.threads)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    neighbours = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.neighbours)
+    ]
+    try:
+        return _run(args)
+    finally:
+        for proc in neighbours:
+            proc.kill()
+            proc.wait()
+
+
+def _run(args: argparse.Namespace) -> int:
     env = environment()
+    env["neighbours"] = args.neighbours
     print(f"# {env['date']} torch {env['torch']} lightning {env['lightning']} "
           f"optuna {env['optuna']} threads {env['threads']} git {env['git']}")  # fmt: skip
     runs: list[dict[str, Any]] = []
