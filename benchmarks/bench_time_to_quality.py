@@ -429,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    threads = torch.get_num_threads()
     env = environment()
     env["neighbours"] = args.neighbours
     print(f"# {env['date']} torch {env['torch']} lightning {env['lightning']} "
@@ -443,6 +444,7 @@ def _run(args: argparse.Namespace) -> int:
             if seed % 2:
                 sides.reverse()
             for side in sides:
+                torch.set_num_threads(threads)  # lrtune may have fitted them to idle cores
                 if side == "loop":
                     out = run_loop(model, seed, args.trials, args.epochs, args.data_dir)
                 else:
