@@ -72,12 +72,13 @@ def _worker_main(
 
     torch.set_num_threads(plan["threads"])
     tag = f"w{index} "
-    from lrtune._logging import log_to_stderr, quiet_lightning
+    from lrtune._logging import log_to_stderr, quiet_lightning, tracebacks_to_file
 
     quiet_lightning()
     if not quiet:
         log_to_stderr(f"lrtune {tag}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    tracebacks_to_file()  # failed trials' tracebacks: in this worker's log file
 
     from lrtune.config import StudyConfig
     from lrtune.study._objective import _error_text
