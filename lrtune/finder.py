@@ -42,7 +42,7 @@ def find_lr(
     gradient_clip_algorithm: str | None = None,
     accumulate_grad_batches: int = 1,
     callbacks: Sequence[pl.Callback] = (),
-    update_attr: str | None = None,
+    update_attr: bool | str | None = None,
     label: str = "",
     verify: bool | Verification = True,
 ) -> LRFinderResult:
@@ -73,7 +73,13 @@ def find_lr(
         accumulate_grad_batches: Micro-batches per optimizer step; their losses are
             averaged into one point (default 1).
         callbacks: Extra callbacks for the Trainer.
-        update_attr: Set this attribute of ``module`` (e.g. ``"lr"``) to the suggestion.
+        update_attr: Write the suggestion where the module keeps its LR, as Lightning's
+            ``Tuner.lr_find(update_attr=...)`` does: ``True`` finds ``lr`` or
+            ``learning_rate``; a name (e.g. ``"lr"``) is that field. The field is looked
+            up on the module, its ``hparams`` (``save_hyperparameters()``), the
+            datamodule and the datamodule's ``hparams``, and set in every one of them that
+            has it. A field found nowhere is an error before any training (default
+            ``None``: nothing is written).
         label: Name for the result (plots, tables).
         verify: Check the sweep's suggestion with short constant-LR probes at and above
             it, scored on held-out batches (the datamodule's validation split when it has
@@ -91,6 +97,7 @@ def find_lr(
     """
     if (train_dataloaders is None) == (datamodule is None):
         raise ConfigError("find_lr needs exactly one of train_dataloaders or datamodule")
+    attr = lr_attribute(module, datamodule, update_attr)
     finder = LRRangeTest(
         min_lr,
         max_lr,
@@ -147,9 +154,57 @@ def find_lr(
             generator.set_state(generator_state)
     if finder.result is None:
         raise ConfigError("find_lr: the range test did not run (no training batches?)")
-    if update_attr is not None and finder.result.suggestion is not None:
-        setattr(module, update_attr, finder.result.suggestion)
+    if attr is not None and finder.result.suggestion is not None:
+        for holder in _lr_holders(module, datamodule, attr):
+            if isinstance(holder, dict):
+                holder[attr] = finder.result.suggestion
+            else:
+                setattr(holder, attr, finder.result.suggestion)
     return finder.result
+
+
+_LR_NAMES = ("lr", "learning_rate")
+"""The fields ``update_attr=True`` looks for, in this order (Lightning's)."""
+
+
+def _lr_holders(module: Any, datamodule: Any, name: str) -> list[Any]:
+    """Everything that holds the field ``name``: the module, its ``hparams``, the datamodule
+    and its ``hparams`` (Lightning's ``lightning_setattr`` order)."""
+    holders: list[Any] = []
+    for owner in (module, datamodule):
+        if owner is None:
+            continue
+        if hasattr(owner, name):
+            holders.append(owner)
+        hparams = getattr(owner, "hparams", None)
+        if hparams is not None and name in hparams:
+            holders.append(hparams)
+    return holders
+
+
+def lr_attribute(module: Any, datamodule: Any, update_attr: bool | str | None) -> str | None:
+    """The field ``update_attr`` names (``True``: ``lr`` or ``learning_rate``, the first
+    the module, its ``hparams`` or the datamodule holds), or ``None`` for no update.
+
+    Raises:
+        ConfigError: The field is held nowhere (checked before any training, as Lightning
+            does), naming where it looked.
+    """
+    if update_attr is None or update_attr is False:
+        return None
+    names = _LR_NAMES if update_attr is True else (str(update_attr),)
+    for name in names:
+        if _lr_holders(module, datamodule, name):
+            return name
+    where = f"{type(module).__name__}, its hparams"
+    if datamodule is not None:
+        where += f", {type(datamodule).__name__} or its hparams"
+    asked = " or ".join(repr(n) for n in names)
+    raise ConfigError(
+        f"update_attr={update_attr!r}: no field {asked} in {where}; give the name of the "
+        "field your configure_optimizers reads (update_attr='my_lr'), or save it with "
+        "self.save_hyperparameters()"
+    )
 
 
 def compare_optimizers(
