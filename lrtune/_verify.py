@@ -199,16 +199,20 @@ def held_out_batches(
     trainer: pl.Trainer, module: pl.LightningModule, stream: Iterator[tuple[int, Any]], count: int
 ) -> list[Any]:
     """Batches to score probes on: the validation split's first ``count`` when the
-    datamodule has one, else the next training batches (no probe trains on them)."""
+    datamodule (or, without one, the module itself) has one, else the next training
+    batches (no probe trains on them)."""
     from lrtune.components import overrides
 
     batches: list[Any] = []
     datamodule = getattr(trainer, "datamodule", None)
-    if datamodule is not None and overrides(datamodule, "val_dataloader"):
+    source = datamodule if datamodule is not None else module  # the module's own loaders
+    val = None
+    if overrides(source, "val_dataloader"):
         try:
-            val = datamodule.val_dataloader()
-        except Exception:  # a datamodule that cannot make one now: use training data
+            val = source.val_dataloader()
+        except Exception:  # one that cannot make a loader now: use training data
             val = None
+    if val is not None:
         for batch in device_batches(trainer, module, val or ()):
             batches.append(batch)
             if len(batches) == count:

@@ -56,7 +56,9 @@ def find_lr(
     Args:
         module: The model to test; ``configure_optimizers`` supplies the optimizer.
         train_dataloaders: Training data (any iterable of batches, or a DataLoader).
-        datamodule: Or a datamodule whose ``train_dataloader`` supplies it.
+        datamodule: Or a datamodule whose ``train_dataloader`` supplies it. With neither,
+            the module's own ``train_dataloader()`` (and, for the verification, its
+            ``val_dataloader()``), as in Lightning.
         min_lr: First LR of the sweep (default 1e-7).
         max_lr: Last LR of the sweep (default 10).
         num_steps: Optimizer steps in the sweep (default 100, at least 10).
@@ -95,8 +97,16 @@ def find_lr(
     Raises:
         ConfigError: Bad bounds, no training data, no optimizer or several optimizers.
     """
-    if (train_dataloaders is None) == (datamodule is None):
-        raise ConfigError("find_lr needs exactly one of train_dataloaders or datamodule")
+    if train_dataloaders is not None and datamodule is not None:
+        raise ConfigError("find_lr takes train_dataloaders or datamodule, not both")
+    if train_dataloaders is None and datamodule is None:
+        from lrtune.components import overrides
+
+        if not overrides(module, "train_dataloader"):  # Lightning would use the module's own
+            raise ConfigError(
+                f"find_lr needs training data: train_dataloaders, a datamodule, or a "
+                f"train_dataloader() method on {type(module).__name__}"
+            )
     attr = lr_attribute(module, datamodule, update_attr)
     finder = LRRangeTest(
         min_lr,

@@ -125,3 +125,35 @@ def test_datamodule_parameter() -> None:
                      verify=False, update_attr=True)  # fmt: skip
     assert result.suggestion is not None
     assert model.learning_rate == data.hparams["learning_rate"] == result.suggestion
+
+
+class OwnData(Model):
+    """A small module as Lightning's examples write them: its data in its own hooks."""
+
+    def __init__(self) -> None:
+        super().__init__(name="lr")
+        self.val_calls = 0
+
+    def train_dataloader(self) -> DataLoader:
+        return _loader()
+
+    def val_dataloader(self) -> DataLoader:
+        self.val_calls += 1
+        return _loader()
+
+
+def test_the_modules_own_dataloaders_are_used() -> None:
+    """Lightning's tests call ``tuner.lr_find(model)`` with no loaders: ``BoringModel``
+    brings its own ``train_dataloader``. lrtune does the same, and scores its verification
+    probes on the module's ``val_dataloader``."""
+    model = OwnData()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = find_lr(model, min_lr=1e-4, max_lr=1.0, num_steps=20, update_attr=True)
+    assert result.suggestion is not None and model.lr == result.suggestion
+    assert model.val_calls >= 1  # the probes' held-out batches
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_no_data_anywhere_is_one_error() -> None:
+    with pytest.raises(ConfigError, match=r"find_lr needs training data: .* on Model"):
+        find_lr(Model(), min_lr=1e-4, max_lr=1.0, num_steps=20)
