@@ -48,6 +48,13 @@ def log_to_stderr(prefix: str = "lrtune: ") -> None:
 _TRACEBACK_LOG: Path | None = None
 
 
+def _new_log_path() -> Path:
+    """``$TMPDIR/lrtune-logs/lrtune-<time>-<pid>.log`` (the folder made if needed)."""
+    folder = Path(tempfile.gettempdir()) / "lrtune-logs"
+    folder.mkdir(exist_ok=True)
+    return folder / f"lrtune-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+
+
 def _not_a_failed_trial(record: logging.LogRecord) -> bool:
     """Optuna's records of a failed trial (the one with its traceback, and "Trial N failed
     with value None.") stay off the terminal: lrtune's progress and error lines say it."""
@@ -64,9 +71,7 @@ def tracebacks_to_file() -> Path:
     import optuna
 
     global _TRACEBACK_LOG
-    folder = Path(tempfile.gettempdir()) / "lrtune-logs"
-    folder.mkdir(exist_ok=True)
-    _TRACEBACK_LOG = folder / f"lrtune-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    _TRACEBACK_LOG = _new_log_path()
     to_file = logging.FileHandler(_TRACEBACK_LOG, delay=True, encoding="utf-8")
     to_file.setFormatter(logging.Formatter("[%(levelname)s %(asctime)s %(name)s] %(message)s"))
     to_terminal = _StderrHandler()
@@ -92,9 +97,7 @@ def write_traceback(error: BaseException) -> Path:
     """Append ``error``'s traceback to the log file (made if needed); return its path."""
     global _TRACEBACK_LOG
     if _TRACEBACK_LOG is None:
-        folder = Path(tempfile.gettempdir()) / "lrtune-logs"
-        folder.mkdir(exist_ok=True)
-        _TRACEBACK_LOG = folder / f"lrtune-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        _TRACEBACK_LOG = _new_log_path()
     with _TRACEBACK_LOG.open("a", encoding="utf-8") as log:
         log.write("".join(traceback.format_exception(error)))
     return _TRACEBACK_LOG

@@ -61,13 +61,10 @@ def _searchable(space: SpaceConfig, info: OptimInfo) -> list[HyperParam]:
 def trials_to_open(study: StudyConfig, optimizer: str) -> int:
     """The ``n_trials`` from which ``optimizer``'s registry hyperparameters are searched
     under ``space.grow`` (0: from the first trial, e.g. it has none to add)."""
-    info = get_optimizer_info(optimizer)
-    extras = [
-        hp for hp in _searchable(study.space, info) if hp.name not in study.space.hyperparameters
-    ]
-    if not extras:
-        return 0
-    dimensions = 1 + len(_searchable(study.space, info))
+    searchable = _searchable(study.space, get_optimizer_info(optimizer))
+    if all(hp.name in study.space.hyperparameters for hp in searchable):
+        return 0  # nothing the rule holds back: what the study names is always searched
+    dimensions = 1 + len(searchable)
     return TRIALS_PER_DIMENSION * dimensions * len(study.space.optimizers)
 
 
