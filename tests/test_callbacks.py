@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import lightning.pytorch as pl
@@ -25,14 +24,7 @@ from lrtune.lr_range import lr_sweep
 from lrtune.module import ClassifierModule
 from lrtune.schedules import create_scheduler, lr_factor
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread is faster than two on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_trainer(callbacks: list[pl.Callback] | None = None, **kwargs: Any) -> pl.Trainer:

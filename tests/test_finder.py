@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import lightning.pytorch as pl
@@ -22,14 +21,7 @@ from lrtune.lr_range import METHODS, LRFinderResult
 from lrtune.module import ClassifierModule
 from lrtune.schedules import create_scheduler
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread is faster than two on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _classifier(optimizer: str = "adam", schedule: str = "constant") -> ClassifierModule:

@@ -8,7 +8,6 @@ the port is issue 22's remaining work.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import lightning.pytorch as pl
@@ -21,13 +20,7 @@ from lrtune.data import DigitsDataModule
 from lrtune.errors import ConfigError
 from lrtune.finder import find_lr
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _loader() -> DataLoader:
