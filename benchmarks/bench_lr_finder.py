@@ -148,6 +148,10 @@ ALL_VARIANTS: dict[str, dict[str, Any]] = {
     "v19-lite": {"margin": 2.0, "steps": 24, "count": 3},
     # cheaper still: 3 candidates, one rung of 20 steps, confirmation to 40
     "v19-r1": {"margin": 2.0, "steps": 20, "count": 3, "rungs": 1},
+    # issue 22: the curve's last point analysed again (lr_range.SKIP_END = 0, the rule
+    # before Lightning's skip_end=1 was adopted), verified and the sweep alone
+    "v19-m0-end0": {"margin": 0.0, "skip_end": 0},
+    "sweep-end0": {"sweep": True, "skip_end": 0},
 }
 DEFAULT_VARIANTS = ("v19", "v19-m0", "v19-pre", "v19-m0-pre")
 
@@ -469,6 +473,8 @@ def candidate_rule(options: dict[str, Any]) -> Any:
     candidates = functools.partial(lr_range.probe_candidates, **rule)
     stack = contextlib.ExitStack()
     stack.enter_context(mock.patch.object(_verify, "probe_candidates", candidates))
+    if "skip_end" in options:  # the curve's end rule (lr_range.analyze's default)
+        stack.enter_context(mock.patch.object(lr_range, "SKIP_END", options.pop("skip_end")))
     if options.pop("whole", False):  # held-out batches as the loader gives them (no chunks)
         stack.enter_context(mock.patch.object(_verify, "split_batch", lambda b, n: [b]))
     return stack
@@ -485,16 +491,17 @@ def run_lrtune(
     case: Case, lo: float, hi: float, num_steps: int, verify: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """lrtune's find_lr; ``verify`` holds a variant's Verification fields (and candidate
-    rule), ``None`` for the sweep alone."""
+    rule), ``None`` (or ``sweep: True``) for the sweep alone."""
     module = case.module(get_optimizer_info(case.optimizer).lr_default)
     dm = case.datamodule()
     options = dict(verify or {})
+    alone = verify is None or options.pop("sweep", False)  # the sweep's own answer
     start, cpu = time.perf_counter(), time.process_time()
     try:
         with candidate_rule(options):
             result = find_lr(
                 module, datamodule=dm, min_lr=lo / 10, max_lr=hi * 10, num_steps=num_steps,
-                verify=Verification(**options) if verify is not None else False,
+                verify=False if alone else Verification(**options),
             )  # fmt: skip
     except Exception as exc:  # recorded as a failure of every method, not a crash
         return {

@@ -12,6 +12,7 @@ been without the test.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any, Literal
 
@@ -38,6 +39,10 @@ __all__ = ["LRRangeTest"]
 log = logging.getLogger(__name__)
 
 _LR_KEYS = ("lr", "initial_lr", "max_lr", "min_lr")
+
+NON_FINITE_PATIENCE = 3
+"""Non-finite losses in a row that end a sweep whose weights are still finite (a mixed
+precision loss scaler skips those steps): past them the loss has diverged."""
 
 
 # ----------------------------------------------------------------------------- LRs
@@ -225,7 +230,9 @@ class LRRangeTest(pl.Callback):
         snapshot = Snapshot.take(trainer, pl_module, loader)
         try:
             with logging_off(pl_module):
-                lrs, losses, stop_reason = self._sweep(trainer, pl_module, optimizer, loader)
+                lrs, losses, stop_reason, skipped = self._sweep(
+                    trainer, pl_module, optimizer, loader
+                )
                 result = LRFinderResult.from_sweep(
                     lrs,
                     losses,
@@ -240,6 +247,11 @@ class LRRangeTest(pl.Callback):
                 if self._plan and target == "constant" and result.suggestion is not None:
                     result = verify(
                         trainer, pl_module, optimizer, loader, snapshot, result, self._plan, self
+                    )
+                if skipped:
+                    result.reason += (
+                        f" ({len(lrs) + skipped} steps, {skipped} not recorded: "
+                        "training_step returned None)"
                     )
         finally:
             snapshot.restore(trainer, pl_module, loader)
@@ -261,8 +273,15 @@ class LRRangeTest(pl.Callback):
         module: pl.LightningModule,
         optimizer: torch.optim.Optimizer,
         loader: Any,
-    ) -> tuple[list[float], list[float], str | None]:
-        """Run the sweep; return the LRs and losses recorded and why it stopped early."""
+    ) -> tuple[list[float], list[float], str | None, int]:
+        """Run the sweep; return the LRs and losses recorded, why it stopped early, and how
+        many steps ``training_step`` skipped.
+
+        A step whose ``training_step`` returned ``None`` is not recorded (its LR is passed
+        over). A non-finite loss is recorded and passed over by the analysis, as Lightning
+        does (a NaN warm-up step need not end the sweep); the sweep stops at one when the
+        weights are no longer finite, or at :data:`NON_FINITE_PATIENCE` in a row.
+        """
         if loader is None:
             raise ConfigError("LRRangeTest needs training data (train_dataloaders or datamodule)")
         ratios = group_ratios(optimizer)
@@ -273,16 +292,27 @@ class LRRangeTest(pl.Callback):
         module.train()
         lrs: list[float] = []
         losses: list[float] = []
+        skipped = bad = 0
         for lr in self._lrs:
             set_lr(optimizer, lr, ratios)
             loss = one_step(
                 trainer, module, optimizer, batches, direct=direct, accumulate=accumulate
             )
             if loss is None:
-                continue  # training_step skipped every batch of this window
+                skipped += 1  # training_step returned None for every batch of this step
+                continue
             lrs.append(float(lr))
             losses.append(loss)
-            reason = rule.update(losses[-1])
+            if not math.isfinite(loss):
+                bad += 1
+                broken = not all(bool(torch.isfinite(p).all()) for p in module.parameters())
+                if broken or bad >= NON_FINITE_PATIENCE:
+                    why = "the weights are no longer finite" if broken else f"{bad} in a row"
+                    stop = f"loss is {loss} at step {len(losses) - 1} ({why})"
+                    return lrs, losses, stop, skipped
+                continue
+            bad = 0
+            reason = rule.update(loss)
             if reason is not None:
-                return lrs, losses, reason
-        return lrs, losses, None
+                return lrs, losses, reason, skipped
+        return lrs, losses, None, skipped

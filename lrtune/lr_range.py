@@ -235,8 +235,9 @@ def bracket_indices(
     fall = lv.start - lv.best
     if fall <= 1e-12 * max(1.0, abs(lv.best)) or lv.i_best < _start_points(len(smooth)):
         raise _NoSuggestion(
-            f"the smoothed loss never fell below its starting level ({lv.start:.4g}) during "
-            "the sweep (raise max_lr, or check that the model learns)"
+            f"the smoothed loss never fell below its starting level ({lv.start:.4g}, its "
+            f"step-to-step noise {noise:.3g}) during the sweep (a lower min_lr or a higher "
+            "max_lr, or check that the model learns)"
         )
     if fall <= noise:
         raise _NoSuggestion(
@@ -292,8 +293,9 @@ class Analysis:
     """What a sweep's losses say.
 
     Attributes:
-        smoothed: Zero-lag smoothed losses (same length as the losses).
-        usable: Number of leading points the suggestions look at (up to the stop).
+        smoothed: Zero-lag smoothed losses (same length as the losses; NaN at the points
+            left out: non-finite losses and the last ``skip_end``).
+        usable: Number of points the suggestions look at.
         suggestions: LR suggested by each method (``None`` where it has none).
         suggestion: The chosen method's LR, adjusted for ``target``, or ``None``.
         reason: Why there is no suggestion, or how it was made.
@@ -308,6 +310,13 @@ class Analysis:
     bracket: tuple[float, float] | None
 
 
+SKIP_END = 1
+"""Recorded points at the end of a sweep that :func:`analyze` leaves out (Lightning's
+``skip_end``): the last one is the step that fired the stop rule (a blow-up) or a final NaN,
+past the range where the loss falls, and it would pull its neighbours' smoothing up with
+it. Chosen by the regret benchmark (docs/BENCHMARKS.md, issue 22)."""
+
+
 def analyze(
     lrs: Sequence[float],
     losses: Sequence[float],
@@ -316,18 +325,21 @@ def analyze(
     method: str = "bracket",
     target: Target = "constant",
     skip_start: int = 2,
+    skip_end: int | None = None,
 ) -> Analysis:
     """Smooth the sweep's losses and compute every method's suggestion.
 
     Args:
         lrs: LRs of the recorded steps.
-        losses: Loss at each recorded step (non-finite values end the usable part).
+        losses: Loss at each recorded step. Non-finite values are left out wherever they
+            are (a NaN warm-up step at the start, a final NaN), as Lightning does.
         beta: Smoothing factor (default 0.9).
         method: Which method's LR becomes ``suggestion`` (see :data:`METHODS`).
         target: ``constant`` for a working constant LR; ``max`` for the peak LR of a
             one-cycle or warm-up schedule: the bracket's upper end (where the loss has done
             90% of its fall), or the method's LR if that is higher.
-        skip_start: Points at the start ignored by the methods (default 2).
+        skip_start: Finite points at the start ignored by the methods (default 2).
+        skip_end: Recorded points at the end left out (default :data:`SKIP_END`, 1).
     """
     if method not in METHODS:
         raise ConfigError(f"unknown suggestion method {method!r}; known: {', '.join(METHODS)}")
@@ -335,22 +347,29 @@ def analyze(
         raise ConfigError(f"target must be 'constant' or 'max', got {target!r}")
     lrs_a = np.asarray(lrs, dtype=float)
     losses_a = np.asarray(losses, dtype=float)
-    finite = np.isfinite(losses_a)
-    usable = int(np.argmin(finite)) if not finite.all() else len(losses_a)
-    smoothed = np.full(len(losses_a), np.nan)
-    smoothed[:usable] = zero_lag_smooth(_clip_blow_up(losses_a[:usable]), beta)
+    n = len(losses_a)
+    end = SKIP_END if skip_end is None else skip_end
+    keep = np.isfinite(losses_a)
+    keep[max(0, n - end) :] = False
+    kept = np.flatnonzero(keep)
+    usable = len(kept)
+    smoothed = np.full(n, np.nan)
+    smoothed[kept] = zero_lag_smooth(_clip_blow_up(losses_a[kept]), beta)
     empty: dict[str, float | None] = {name: None for name in METHODS}
     if usable - skip_start < 5:
+        finite = int(np.isfinite(losses_a).sum())
         reason = (
-            f"the loss was not finite from step {usable}, too early to place an LR"
-            if usable < len(losses_a)
-            else f"too few steps ({len(losses_a)} recorded, at least {skip_start + 5} needed)"
+            "the loss was never finite"
+            if finite == 0
+            else f"too few steps ({n} recorded, {finite} with a finite loss; at least "
+            f"{skip_start + 5 + end} needed)"
         )
         return Analysis(smoothed, usable, empty, None, f"no suggestion: {reason}", None)
-    log_lrs = np.log10(lrs_a[skip_start:usable])
-    smooth = smoothed[skip_start:usable]
+    lrs_a, losses_a, smoothed_kept = lrs_a[kept], losses_a[kept], smoothed[kept]
+    log_lrs = np.log10(lrs_a[skip_start:])
+    smooth = smoothed_kept[skip_start:]
     head = slice(0, max(int(np.argmin(smooth)) + 1, 10))  # the fall, not the blow-up
-    noise = _noise(losses_a[skip_start:usable][head])
+    noise = _noise(losses_a[skip_start:][head])
     suggestions: dict[str, float | None] = {}
     reasons: dict[str, str] = {}
     for name, fn in METHODS.items():

@@ -202,8 +202,9 @@ def test_bracket_and_suggestion_sit_on_the_fall(seed: int) -> None:
     steepest = result.suggestions["steepest"]
     assert steepest is not None and 10**-3.2 < steepest < 10**-2.8
     assert set(result.suggestions) == set(METHODS)
-    # smoothed curve: one value per loss
-    assert len(result.smoothed) == result.usable and np.isfinite(result.smoothed).all()
+    # smoothed curve: one value per loss, all but the last (the blow-up that stopped it)
+    assert len(result.smoothed) == result.usable + 1
+    assert np.isfinite(result.smoothed[:-1]).all() and np.isnan(result.smoothed[-1])
 
 
 def test_target_max_suggests_the_top_of_the_bracket() -> None:
@@ -244,31 +245,56 @@ def test_a_fall_within_the_noise_is_reported_as_what_it_was() -> None:
     assert "never fell below its starting level (1" in rising.reason
 
 
-def test_nan_at_the_first_step_gives_no_suggestion() -> None:
+def test_leading_non_finite_losses_are_passed_over() -> None:
+    """A NaN warm-up step does not end the curve at step 0 (Lightning skips it too): the
+    points after it give the same answer as the curve without it."""
     losses = synthetic_loss()
     losses[0] = float("nan")
+    losses[1] = float("inf")
     result = analyze(LRS, losses)
+    clean = analyze(LRS[2:], losses[2:])
+    assert result.suggestion == clean.suggestion is not None
+    assert result.bracket == clean.bracket
+    assert result.usable == clean.usable
+    assert np.isnan(result.smoothed[:2]).all() and np.isfinite(result.smoothed[2:-1]).all()
+
+
+def test_the_last_point_is_left_out_whatever_it_is() -> None:
+    """Lightning's "non-finite values do not alter results": the last loss made NaN, or
+    blown up a thousandfold, gives the same suggestion (lrtune leaves the last point out,
+    the step that fired the stop rule)."""
+    losses = synthetic_loss()[:90]
+    reference = analyze(LRS[:90], losses)
+    for last in (float("nan"), float("inf"), losses[-1] * 1000):
+        changed = losses.copy()
+        changed[-1] = last
+        got = analyze(LRS[:90], changed)
+        assert got.suggestion == reference.suggestion is not None, last
+        assert got.bracket == reference.bracket
+    kept = analyze(LRS[:90], losses, skip_end=0)  # the last point used: it moves the answer
+    assert kept.usable == reference.usable + 1
+
+
+def test_a_non_finite_point_inside_the_curve_is_left_out() -> None:
+    losses = synthetic_loss()
+    losses[40] = float("inf")
+    result = analyze(LRS, losses)
+    assert result.suggestion is not None and np.isnan(result.smoothed[40])
+    assert np.isfinite(result.smoothed[41:60]).all()
+
+
+def test_a_curve_that_is_never_finite_says_so() -> None:
+    result = analyze(LRS[:20], np.full(20, np.nan))
     assert result.suggestion is None and result.bracket is None
-    assert "not finite" in result.reason and "step 0" in result.reason
-    assert result.usable == 0
+    assert result.reason == "no suggestion: the loss was never finite"
     assert all(v is None for v in result.suggestions.values())
     assert np.isnan(result.smoothed).all()
 
 
-def test_a_late_nan_only_cuts_the_usable_part() -> None:
-    losses = synthetic_loss()
-    losses[85] = float("inf")
-    cut = analyze(LRS, losses)
-    clean = analyze(LRS[:85], losses[:85])
-    assert cut.usable == 85
-    assert cut.suggestion == clean.suggestion is not None
-    assert cut.bracket == clean.bracket
-    assert np.isnan(cut.smoothed[85:]).all()
-
-
 def test_too_few_points_give_no_suggestion() -> None:
-    result = analyze(LRS[:6], synthetic_loss()[:6])
-    assert result.suggestion is None and "too few steps (6 recorded, at least 7" in result.reason
+    result = analyze(LRS[:7], synthetic_loss()[:7])
+    assert result.suggestion is None
+    assert "too few steps (7 recorded, 7 with a finite loss; at least 8" in result.reason
 
 
 def test_unknown_method_and_target_are_config_errors() -> None:
@@ -310,10 +336,11 @@ def test_result_round_trips_through_json() -> None:
     data = result.to_dict()
     text = json.dumps(data, allow_nan=False)
     back = LRFinderResult.from_dict(json.loads(text))
-    assert back == result
+    assert back.to_dict() == data and back.suggestion == result.suggestion
+    assert back.losses == result.losses
     assert isinstance(back.bracket, tuple)
     assert data["steps_run"] == 91 and data["min_loss"] == result.min_loss
-    assert result.min_loss == min(result.smoothed)
+    assert result.min_loss == min(result.smoothed[:-1])  # the last point is left out
 
 
 def test_result_with_non_finite_losses_round_trips_through_json() -> None:
@@ -332,7 +359,7 @@ def test_result_with_non_finite_losses_round_trips_through_json() -> None:
 
 def test_result_of_a_nan_start_is_json_able() -> None:
     result = _result(np.array([float("nan")]), "loss is nan at step 0")
-    assert result.suggestion is None and "not finite" in result.reason
+    assert result.suggestion is None and "never finite" in result.reason
     assert result.min_loss is None
     data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert data["suggestion"] is None and data["min_loss"] is None and data["losses"] == [None]
