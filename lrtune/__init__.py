@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from lrtune._verify import Verification
-    from lrtune.callbacks import LRRangeTest
+    from lrtune.callbacks import LRFinder, LRRangeTest
     from lrtune.config import (
         ClipConfig,
         OptimizerConfig,
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from lrtune.report import write_report
     from lrtune.study import search
     from lrtune.training import TrainResult, build_trainer, train
+    from lrtune.tuner import lr_find
 
 _EXPORTS = {
     "search": "lrtune.study",
@@ -38,6 +39,8 @@ _EXPORTS = {
     "LRRangeTest": "lrtune.callbacks",
     "Verification": "lrtune._verify",
     "find_lr": "lrtune.finder",
+    "lr_find": "lrtune.tuner",
+    "LRFinder": "lrtune.callbacks",
     "compare_optimizers": "lrtune.finder",
     "LRFinderResult": "lrtune.lr_range",
     "ClipConfig": "lrtune.config",
@@ -60,6 +63,7 @@ __all__ = [
     "ClipConfig",
     "ConfigError",
     "DataError",
+    "LRFinder",
     "LRFinderResult",
     "LRRangeTest",
     "LrtuneError",
@@ -74,6 +78,7 @@ __all__ = [
     "build_trainer",
     "compare_optimizers",
     "find_lr",
+    "lr_find",
     "search",
     "train",
     "train_config_from",

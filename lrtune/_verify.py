@@ -198,20 +198,23 @@ def clear_winner(scores: dict[float, list[float]], margin: float) -> tuple[float
 def held_out_batches(
     trainer: pl.Trainer, module: pl.LightningModule, stream: Iterator[tuple[int, Any]], count: int
 ) -> list[Any]:
-    """Batches to score probes on: the validation split's first ``count`` when the
-    datamodule (or, without one, the module itself) has one, else the next training
-    batches (no probe trains on them)."""
+    """Batches to score probes on: the first ``count`` of the validation loaders given to
+    ``fit`` or, without them, of the datamodule's (or, without one, the module's own)
+    ``val_dataloader()``; else the next training batches (no probe trains on them)."""
     from lrtune.components import overrides
 
     batches: list[Any] = []
     datamodule = getattr(trainer, "datamodule", None)
     source = datamodule if datamodule is not None else module  # the module's own loaders
-    val = None
-    if overrides(source, "val_dataloader"):
+    val = _given_val_loaders(trainer)
+    if val is None and overrides(source, "val_dataloader"):
         try:
             val = source.val_dataloader()
         except Exception:  # one that cannot make a loader now: use training data
             val = None
+    if isinstance(val, list | tuple | dict) and val:  # several loaders: the first one
+        first = next(iter(val.values())) if isinstance(val, dict) else val[0]
+        val = first if isinstance(first, torch.utils.data.DataLoader) else val
     if val is not None:
         for batch in device_batches(trainer, module, val or ()):
             batches.append(batch)
@@ -223,6 +226,17 @@ def held_out_batches(
         batches = [chunk for batch in batches
                    for chunk in split_batch(batch, math.ceil(count / len(batches)))]  # fmt: skip
     return batches
+
+
+def _given_val_loaders(trainer: pl.Trainer) -> Any:
+    """The ``val_dataloaders`` passed to ``trainer.fit``, or ``None`` (Lightning keeps them
+    in the validation loop's data source; a module or datamodule there means none)."""
+    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    source = getattr(getattr(loop, "val_loop", None), "_data_source", None)
+    instance = getattr(source, "instance", None)
+    if isinstance(instance, pl.LightningModule | pl.LightningDataModule):
+        return None
+    return instance
 
 
 def split_batch(batch: Any, parts: int) -> list[Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from types import EllipsisType
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -32,9 +33,9 @@ from lrtune._steps import (
 )
 from lrtune._verify import Verification, as_verification, verify
 from lrtune.errors import ConfigError
-from lrtune.lr_range import METHODS, DivergenceRule, LRFinderResult, Mode, lr_sweep
+from lrtune.lr_range import METHODS, DivergenceRule, LRFinderResult, Mode, analyze, lr_sweep
 
-__all__ = ["LRRangeTest"]
+__all__ = ["LRFinder", "LRRangeTest"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,121 @@ def apply_lr(trainer: pl.Trainer, optimizer: torch.optim.Optimizer, lr: float) -
             scheduler._last_lr = [v * factor for v in scheduler._last_lr]
 
 
+# ----------------------------------------------------------------------------- the LR field
+
+_LR_NAMES = ("lr", "learning_rate")
+"""The fields ``update_attr=True`` looks for, in this order (Lightning's)."""
+
+
+def _lr_holders(module: Any, datamodule: Any, name: str) -> list[Any]:
+    """Everything that holds the field ``name``: the module, its ``hparams``, the datamodule
+    and its ``hparams`` (Lightning's ``lightning_setattr`` order)."""
+    holders: list[Any] = []
+    for owner in (module, datamodule):
+        if owner is None:
+            continue
+        if hasattr(owner, name):
+            holders.append(owner)
+        hparams = getattr(owner, "hparams", None)
+        if hparams is not None and name in hparams:
+            holders.append(hparams)
+    return holders
+
+
+def lr_attribute(module: Any, datamodule: Any, update_attr: bool | str | None) -> str | None:
+    """The field ``update_attr`` names (``True``: ``lr`` or ``learning_rate``, the first
+    the module, its ``hparams`` or the datamodule holds), or ``None`` for no update.
+
+    Raises:
+        ConfigError: The field is held nowhere (checked before any training, as Lightning
+            does), naming where it looked.
+    """
+    if update_attr is None or update_attr is False or update_attr == "":
+        return None
+    names = _LR_NAMES if update_attr is True else (str(update_attr),)
+    for name in names:
+        if _lr_holders(module, datamodule, name):
+            return name
+    where = f"{type(module).__name__}, its hparams"
+    if datamodule is not None:
+        where += f", {type(datamodule).__name__} or its hparams"
+    asked = " or ".join(repr(n) for n in names)
+    raise ConfigError(
+        f"update_attr={update_attr!r}: no field {asked} in {where}; give the name of the "
+        "field your configure_optimizers reads (update_attr='my_lr'), or save it with "
+        "self.save_hyperparameters()"
+    )
+
+
+def write_lr(module: Any, datamodule: Any, name: str, lr: float) -> None:
+    """Set the field ``name`` to ``lr`` everywhere it is held (see :func:`_lr_holders`)."""
+    for holder in _lr_holders(module, datamodule, name):
+        if isinstance(holder, dict):
+            holder[name] = lr
+        else:
+            setattr(holder, name, lr)
+
+
+# ----------------------------------------------------------------------------- Lightning's answer
+
+
+class LRFinder:
+    """What :func:`lr_find` (and :attr:`lrtune.LRRangeTest.optimal_lr`) returns: Lightning's
+    ``_LRFinder`` interface over lrtune's :class:`~lrtune.lr_range.LRFinderResult`.
+
+    Attributes:
+        result: lrtune's whole result: the curve, the probes, ``reason``.
+        results: ``{"lr": [...], "loss": [...]}``, one entry per recorded step, as in
+            Lightning. :meth:`suggestion` with ``skip_begin``/``skip_end`` reads it, so
+            editing it changes what that recomputes.
+    """
+
+    def __init__(self, result: LRFinderResult) -> None:
+        self.result = result
+        self.results: dict[str, list[float]] = {
+            "lr": list(result.lrs),
+            "loss": list(result.losses),
+        }
+
+    def suggestion(
+        self, skip_begin: int | None = None, skip_end: int | None = None
+    ) -> float | None:
+        """The suggested LR, or ``None`` (``result.reason`` says why).
+
+        Args:
+            skip_begin: Finite points at the start to leave out (lrtune's default 2).
+            skip_end: Points at the end to leave out (default 1, as Lightning's).
+
+        With neither argument, lrtune's answer: the sweep's suggestion checked by the
+        verification probes (``result.suggestion``). With either, the sweep's suggestion
+        recomputed from :attr:`results` without those points (no probes: they need the
+        model).
+        """
+        if skip_begin is None and skip_end is None:
+            return self.result.suggestion
+        analysis = analyze(
+            self.results["lr"],
+            self.results["loss"],
+            method=self.result.method,
+            target="max" if self.result.target == "max" else "constant",
+            skip_start=2 if skip_begin is None else skip_begin,
+            skip_end=skip_end,
+        )
+        if analysis.suggestion is None:
+            log.error("lrtune: no LR suggestion: %s", analysis.reason)
+        return analysis.suggestion
+
+    def plot(self, suggest: bool = True, show: bool = False, ax: Any = None) -> Any:
+        """Loss vs LR as a plotly ``Figure`` (Lightning draws with matplotlib): the bracket
+        shaded and the suggestion marked; ``show`` opens it."""
+        if ax is not None:
+            raise ConfigError("plot(ax=...): lrtune draws with plotly, not on a matplotlib axis")
+        figure = self.result.plot()
+        if show:
+            figure.show()  # type: ignore[attr-defined]
+        return figure
+
+
 # ----------------------------------------------------------------------------- callback
 
 
@@ -129,6 +245,22 @@ class LRRangeTest(pl.Callback):
             rejected; ``result.sweep_suggestion`` keeps the sweep's answer. Only for
             ``target="constant"``: a one-cycle's peak LR is judged by the whole schedule
             (warm-up, peak, anneal), which a probe a fraction of its length cannot run.
+        update_attr: Write the suggestion where the module keeps its LR and apply it, as
+            Lightning's ``LearningRateFinder(update_attr=True)`` does: ``True`` finds
+            ``lr`` or ``learning_rate`` on the module, its ``hparams``, the datamodule or
+            its ``hparams`` (``attr_name``, or a string here, names another field). A
+            field found nowhere is a :class:`~lrtune.ConfigError` at setup, before any
+            training (default ``False``: the callback only reports, unless ``apply``).
+        attr_name: Lightning's name for the field (default ``""``: ``lr`` or
+            ``learning_rate``).
+        num_training_steps: Lightning's name for ``num_steps``.
+        early_stop_threshold: Lightning's name for ``divergence_threshold`` (lrtune's rule:
+            a rise over the fall, not a ratio to the best loss); ``None`` turns the rise
+            rule off (a non-finite loss still ends the sweep when the weights are lost).
+
+    ``LearningRateFinder(...)`` becomes ``LRRangeTest(...)`` with the same keyword
+    arguments; :attr:`optimal_lr` answers as Lightning's does (``.suggestion()``,
+    ``.results``).
 
     Example::
 
@@ -155,11 +287,21 @@ class LRRangeTest(pl.Callback):
         stop_after: bool = False,
         label: str = "",
         verify: bool | Verification = True,
+        update_attr: bool | str = False,
+        attr_name: str = "",
+        num_training_steps: int | None = None,
+        early_stop_threshold: float | EllipsisType | None = ...,
     ) -> None:
+        if num_training_steps is not None:
+            num_steps = num_training_steps
         self._lrs = lr_sweep(min_lr, max_lr, num_steps, mode)
         if not 0.0 <= smoothing < 1.0:
             raise ConfigError(f"smoothing must be in [0, 1), got {smoothing!r}")
-        if divergence_threshold <= 0:
+        if not isinstance(early_stop_threshold, EllipsisType):
+            divergence_threshold = (
+                math.inf if early_stop_threshold is None else early_stop_threshold
+            )
+        if not divergence_threshold > 0:
             raise ConfigError(f"divergence_threshold must be > 0, got {divergence_threshold!r}")
         if method not in METHODS:
             raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
@@ -178,6 +320,8 @@ class LRRangeTest(pl.Callback):
         self._apply = apply
         self._stop_after = stop_after
         self._label = label
+        self._update_attr = attr_name if update_attr is True and attr_name else update_attr
+        self._attr: str | None = None
         plan = as_verification(verify)
         self._plan = plan.resolved(len(self._lrs)) if plan is not None else None
         self.result: LRFinderResult | None = None
@@ -186,7 +330,17 @@ class LRRangeTest(pl.Callback):
     def state_key(self) -> str:
         return self._generate_state_key(epoch=self._epoch, step=self._step, label=self._label)
 
+    @property
+    def optimal_lr(self) -> LRFinder | None:
+        """The result with Lightning's ``LearningRateFinder.optimal_lr`` interface
+        (``suggestion()``, ``results``, ``plot()``), or ``None`` before the test ran."""
+        return LRFinder(self.result) if self.result is not None else None
+
     # ------------------------------------------------------------------ hooks
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":  # the LR field, found before any training or not at all
+            self._attr = lr_attribute(pl_module, trainer.datamodule, self._update_attr)
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._epoch is None and self._step is None:
             self._run(trainer, pl_module)
@@ -262,8 +416,11 @@ class LRRangeTest(pl.Callback):
             len(lrs), stop_reason or "no divergence",
             "none" if result.suggestion is None else f"{result.suggestion:.3g}",
         )  # fmt: skip
-        if self._apply and self.result.suggestion is not None:
-            apply_lr(trainer, optimizer, self.result.suggestion)
+        if self.result.suggestion is not None:
+            if self._attr is not None:
+                write_lr(pl_module, trainer.datamodule, self._attr, self.result.suggestion)
+            if self._apply or self._attr is not None:
+                apply_lr(trainer, optimizer, self.result.suggestion)
         if self._stop_after:
             trainer.should_stop = True
 

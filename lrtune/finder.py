@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 
 from lrtune._state import loader_generator, rng_states, set_rng_states
 from lrtune._verify import Verification
-from lrtune.callbacks import LRRangeTest
+from lrtune.callbacks import LRRangeTest, lr_attribute
 from lrtune.errors import ConfigError
 from lrtune.lr_range import LRFinderResult, Mode
 
@@ -28,6 +28,7 @@ def find_lr(
     train_dataloaders: Any = None,
     datamodule: pl.LightningDataModule | None = None,
     *,
+    val_dataloaders: Any = None,
     min_lr: float = 1e-7,
     max_lr: float = 10.0,
     num_steps: int = 100,
@@ -37,6 +38,7 @@ def find_lr(
     method: str = "bracket",
     target: Literal["auto", "constant", "max"] = "auto",
     accelerator: str = "auto",
+    devices: int | list[int] = 1,
     precision: str | None = None,
     gradient_clip_val: float | None = None,
     gradient_clip_algorithm: str | None = None,
@@ -59,6 +61,9 @@ def find_lr(
         datamodule: Or a datamodule whose ``train_dataloader`` supplies it. With neither,
             the module's own ``train_dataloader()`` (and, for the verification, its
             ``val_dataloader()``), as in Lightning.
+        val_dataloaders: Held-out batches for the verification probes (default: the
+            datamodule's or the module's ``val_dataloader()``, else training batches no
+            probe trains on).
         min_lr: First LR of the sweep (default 1e-7).
         max_lr: Last LR of the sweep (default 10).
         num_steps: Optimizer steps in the sweep (default 100, at least 10).
@@ -69,6 +74,8 @@ def find_lr(
         target: ``constant``, ``max`` or ``auto`` (default: ``max`` for one-cycle or
             warm-up schedules).
         accelerator: Lightning accelerator (default ``auto``: GPU when present).
+        devices: Which one device, as Lightning takes it (default 1: the first; ``[2]``:
+            the third GPU). The test runs on one device.
         precision: Lightning precision, e.g. ``bf16-mixed`` (default: Lightning's).
         gradient_clip_val: Clip gradients as in training (default: no clipping).
         gradient_clip_algorithm: ``norm`` or ``value``.
@@ -107,7 +114,7 @@ def find_lr(
                 f"find_lr needs training data: train_dataloaders, a datamodule, or a "
                 f"train_dataloader() method on {type(module).__name__}"
             )
-    attr = lr_attribute(module, datamodule, update_attr)
+    attr = lr_attribute(module, datamodule, update_attr)  # before any training
     finder = LRRangeTest(
         min_lr,
         max_lr,
@@ -120,6 +127,7 @@ def find_lr(
         stop_after=True,
         label=label,
         verify=verify,
+        update_attr=attr or False,
     )
     kwargs: dict[str, Any] = {}
     if precision is not None:
@@ -131,7 +139,7 @@ def find_lr(
 
     trainer = trainer_class(module)(
         accelerator=accelerator,
-        devices=1,
+        devices=devices,
         max_epochs=1,
         logger=False,
         enable_checkpointing=False,
@@ -148,8 +156,9 @@ def find_lr(
     rng = rng_states()
     generator = loader_generator(train_dataloaders)
     generator_state = generator.get_state() if generator is not None else None
+    attached = module._trainer, datamodule.trainer if datamodule is not None else None
     try:
-        trainer.fit(module, train_dataloaders=train_dataloaders, datamodule=datamodule)
+        trainer.fit(module, train_dataloaders, val_dataloaders, datamodule)
     except ValueError as error:
         if "configure_optimizers" in str(error) or "optimizer" in str(error).lower():
             raise ConfigError(f"find_lr: {error}") from None
@@ -162,59 +171,12 @@ def find_lr(
         set_rng_states(rng)
         if generator is not None and generator_state is not None:
             generator.set_state(generator_state)
+        module.trainer = attached[0]  # not left attached to the finder's own Trainer
+        if datamodule is not None:
+            datamodule.trainer = attached[1]
     if finder.result is None:
         raise ConfigError("find_lr: the range test did not run (no training batches?)")
-    if attr is not None and finder.result.suggestion is not None:
-        for holder in _lr_holders(module, datamodule, attr):
-            if isinstance(holder, dict):
-                holder[attr] = finder.result.suggestion
-            else:
-                setattr(holder, attr, finder.result.suggestion)
     return finder.result
-
-
-_LR_NAMES = ("lr", "learning_rate")
-"""The fields ``update_attr=True`` looks for, in this order (Lightning's)."""
-
-
-def _lr_holders(module: Any, datamodule: Any, name: str) -> list[Any]:
-    """Everything that holds the field ``name``: the module, its ``hparams``, the datamodule
-    and its ``hparams`` (Lightning's ``lightning_setattr`` order)."""
-    holders: list[Any] = []
-    for owner in (module, datamodule):
-        if owner is None:
-            continue
-        if hasattr(owner, name):
-            holders.append(owner)
-        hparams = getattr(owner, "hparams", None)
-        if hparams is not None and name in hparams:
-            holders.append(hparams)
-    return holders
-
-
-def lr_attribute(module: Any, datamodule: Any, update_attr: bool | str | None) -> str | None:
-    """The field ``update_attr`` names (``True``: ``lr`` or ``learning_rate``, the first
-    the module, its ``hparams`` or the datamodule holds), or ``None`` for no update.
-
-    Raises:
-        ConfigError: The field is held nowhere (checked before any training, as Lightning
-            does), naming where it looked.
-    """
-    if update_attr is None or update_attr is False:
-        return None
-    names = _LR_NAMES if update_attr is True else (str(update_attr),)
-    for name in names:
-        if _lr_holders(module, datamodule, name):
-            return name
-    where = f"{type(module).__name__}, its hparams"
-    if datamodule is not None:
-        where += f", {type(datamodule).__name__} or its hparams"
-    asked = " or ".join(repr(n) for n in names)
-    raise ConfigError(
-        f"update_attr={update_attr!r}: no field {asked} in {where}; give the name of the "
-        "field your configure_optimizers reads (update_attr='my_lr'), or save it with "
-        "self.save_hyperparameters()"
-    )
 
 
 def compare_optimizers(

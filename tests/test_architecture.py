@@ -50,6 +50,7 @@ LAYERS: dict[str, int] = {
     "lrtune._verify": LIGHTNING,
     "lrtune.callbacks": LIGHTNING,
     "lrtune.finder": LIGHTNING,
+    "lrtune.tuner": LIGHTNING,
     "lrtune.training": LIGHTNING,
     # study runner: trials, the loop, workers; publishes nothing itself
     "lrtune.study": RUNNER,
