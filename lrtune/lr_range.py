@@ -471,7 +471,7 @@ def fit_probe(
     return winner
 
 
-@dataclass
+@dataclass(eq=False)
 class LRFinderResult:
     """The outcome of one LR range test.
 
@@ -543,6 +543,15 @@ class LRFinderResult:
             label=label,
             sweep_suggestion=analysis.suggestion,
         )
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when the JSON forms are (a NaN, say a skipped point's smoothed loss,
+        equals a NaN)."""
+        if not isinstance(other, LRFinderResult):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass with eq
 
     @property
     def min_loss(self) -> float | None:

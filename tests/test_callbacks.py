@@ -510,8 +510,9 @@ def test_nan_loss_at_the_first_step() -> None:
     result = finder.result
     assert result is not None
     assert result.suggestion is None and result.bracket is None
-    assert "not finite" in result.reason
+    assert "never finite" in result.reason
     assert result.stop_reason is not None and "nan" in result.stop_reason
+    assert "the weights are no longer finite" in result.stop_reason  # so it stopped at once
     assert len(result.losses) == 1 and math.isnan(result.losses[0])
     assert_same_weights(seen["weights"], _initial_bnnet_weights())  # NaN weights undone
     assert trainer.global_step == 3
