@@ -311,10 +311,9 @@ class Analysis:
 
 
 SKIP_END = 1
-"""Recorded points at the end of a sweep that :func:`analyze` leaves out (Lightning's
-``skip_end``): the last one is the step that fired the stop rule (a blow-up) or a final NaN,
-past the range where the loss falls, and it would pull its neighbours' smoothing up with
-it. Chosen by the regret benchmark (docs/BENCHMARKS.md, issue 22)."""
+"""Points at the end of a sweep :func:`analyze` leaves out (Lightning's ``skip_end``): the
+step that fired the stop rule (a blow-up, a NaN), which would pull its neighbours'
+smoothing up. Checked by the regret benchmark (docs/BENCHMARKS.md, issue 22)."""
 
 
 def analyze(
@@ -545,11 +544,8 @@ class LRFinderResult:
         )
 
     def __eq__(self, other: object) -> bool:
-        """Equal when the JSON forms are (a NaN, say a skipped point's smoothed loss,
-        equals a NaN)."""
-        if not isinstance(other, LRFinderResult):
-            return NotImplemented
-        return self.to_dict() == other.to_dict()
+        """Equal when the JSON forms are (so a skipped point's NaN equals a NaN)."""
+        return isinstance(other, LRFinderResult) and self.to_dict() == other.to_dict()
 
     __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass with eq
 
