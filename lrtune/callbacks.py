@@ -21,6 +21,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.core.optimizer import _MockOptimizer
 
+from lrtune._schedule_free import train_mode
 from lrtune._steps import (
     Snapshot,
     base_lrs,
@@ -82,6 +83,17 @@ def apply_lr(trainer: pl.Trainer, optimizer: torch.optim.Optimizer, lr: float) -
             scheduler.base_lrs = [b * factor for b in scheduler.base_lrs]
         if hasattr(scheduler, "_last_lr"):
             scheduler._last_lr = [v * factor for v in scheduler._last_lr]
+
+
+def _no_range_test(optimizer: torch.optim.Optimizer) -> str:
+    """Why the registry says a range test does not apply to ``optimizer``'s class, or ``""``."""
+    from lrtune.optimizers import OPTIMIZERS
+
+    name = type(optimizer).__name__
+    for info in OPTIMIZERS.values():
+        if isinstance(info.cls, str) and info.cls.endswith(f":{name}") and info.no_range_test:
+            return info.no_range_test
+    return ""
 
 
 # ----------------------------------------------------------------------------- the LR field
@@ -380,8 +392,14 @@ class LRRangeTest(pl.Callback):
         target = self._target
         if target == "auto":
             target = "max" if _is_one_cycle(trainer) else "constant"
+        why_not = _no_range_test(optimizer)
+        if why_not:
+            raise ConfigError(
+                f"LRRangeTest: no range test for {type(optimizer).__name__}: {why_not}"
+            )
         start = time.perf_counter()
         snapshot = Snapshot.take(trainer, pl_module, loader)
+        train_mode(trainer.optimizers)  # Schedule-Free steps on its training weights
         try:
             with logging_off(pl_module):
                 lrs, losses, stop_reason, skipped = self._sweep(

@@ -238,6 +238,11 @@ def compare_optimizers(
     )
     results = []
     for info in infos:
+        if info.no_range_test:  # said plainly, in the result, instead of a sweep
+            results.append(_not_tested(info.name, info.no_range_test, num_steps, method))
+            if progress is not None:
+                progress(results[-1])
+            continue
         seed_everything(config.seed, verbose=False)
         module: pl.LightningModule
         if own is not None:
@@ -268,3 +273,12 @@ def compare_optimizers(
         if progress is not None:
             progress(result)
     return results
+
+
+def _not_tested(label: str, why: str, num_steps: int, method: str) -> LRFinderResult:
+    """The result of a range test that does not apply to an optimizer: no curve, ``why``."""
+    return LRFinderResult(
+        lrs=[], losses=[], smoothed=[], suggestion=None, reason=f"no range test: {why}",
+        suggestions={}, bracket=None, method=method, target="constant", stop_reason=None,
+        num_steps=num_steps, seconds=0.0, label=label,
+    )  # fmt: skip

@@ -52,6 +52,7 @@ class HyperParam:
         max_inclusive: Whether ``max_value`` itself is valid (``False`` for β < 1).
         tune: Whether a search includes it unless told otherwise.
         help: One line for ``--help`` and docs.
+        integer: Whole numbers only (a step count); passed to the optimizer as an ``int``.
     """
 
     name: str
@@ -66,6 +67,7 @@ class HyperParam:
     max_inclusive: bool = True
     tune: bool = True
     help: str = ""
+    integer: bool = False
 
     @property
     def interval(self) -> str:
@@ -85,6 +87,8 @@ class HyperParam:
         too_high = value > self.max_value or (not self.max_inclusive and value >= self.max_value)
         if not math.isfinite(value) or too_low or too_high:
             raise ConfigError(f"{name} must be in {self.interval}, got {value!r}")
+        if self.integer and value != int(value):
+            raise ConfigError(f"{name} must be a whole number, got {value!r}")
         return value
 
 
@@ -152,29 +156,73 @@ def _momentum(default: float = 0.9, *, zero_ok: bool = True) -> HyperParam:
     )
 
 
+def _warmup_steps() -> HyperParam:
+    return HyperParam("warmup_steps", 0, 0, 1000, max_value=1e9, tune=False, integer=True,
+                      help="steps of linear LR warm-up (Schedule-Free's own)")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class OptimInfo:
     """Declaration of one optimizer in the registry.
 
     Args:
         name: Lower-case registry name.
-        cls: The ``torch.optim`` class.
+        cls: The optimizer class, or ``"package:Class"`` for one from an optional package
+            (imported when first built; see ``extra``).
         description: One line for listings.
         lr_default: Learning rate used when none is given.
         lr_range: ``(low, high)`` log-scale search range for the learning rate.
         hyperparameters: What else it takes, in lrtune names.
         fixed: Keyword arguments always passed to ``cls`` (e.g. ``nesterov=True``).
         aliases: Other names accepted for it.
+        extra: The ``pip install lrtune[extra]`` that brings its package (``""``: torch's).
+        tuning_free: Meant to be used at its defaults (it finds its own step size or needs
+            no schedule); what a study's ``baselines`` run.
+        schedule_free: Needs ``optimizer.train()``/``optimizer.eval()`` around training and
+            evaluation and takes no LR schedule (Schedule-Free).
+        lr_note: What its ``lr`` means when not a plain step size (Prodigy: a multiplier).
+        no_range_test: Why an LR range test does not apply to it, or ``""``.
     """
 
     name: str
-    cls: type[torch.optim.Optimizer]
+    cls: type[torch.optim.Optimizer] | str
     description: str
     lr_default: float
     lr_range: tuple[float, float]
     hyperparameters: tuple[HyperParam, ...] = ()
     fixed: Mapping[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    extra: str = ""
+    tuning_free: bool = False
+    schedule_free: bool = False
+    lr_note: str = ""
+    no_range_test: str = ""
+
+    @property
+    def package(self) -> str:
+        """The package its class comes from (``torch`` for torch's own)."""
+        return self.cls.partition(":")[0] if isinstance(self.cls, str) else "torch"
+
+    def check_available(self) -> None:
+        """Raise :class:`ConfigError` naming the ``pip install`` when its package is missing."""
+        import importlib.util
+
+        if isinstance(self.cls, str) and importlib.util.find_spec(self.package) is None:
+            raise ConfigError(
+                f"optimizer {self.name!r} needs the package {self.package!r}: "
+                f"pip install 'lrtune[{self.extra}]'"
+            )
+
+    @property
+    def optimizer_class(self) -> type[torch.optim.Optimizer]:
+        """The optimizer class, imported from its package on first use."""
+        if not isinstance(self.cls, str):
+            return self.cls
+        import importlib
+
+        self.check_available()
+        module, _, name = self.cls.partition(":")
+        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
     @property
     def has_betas(self) -> bool:
@@ -227,6 +275,9 @@ class OptimInfo:
         if "beta1" in resolved:
             kwargs["betas"] = (resolved.pop("beta1"), resolved.pop("beta2"))
         kwargs.update(resolved)
+        for hp in self.hyperparameters:
+            if hp.integer:
+                kwargs[hp.name] = int(kwargs[hp.name])
         return kwargs
 
     def create(
@@ -248,12 +299,13 @@ class OptimInfo:
             for item in params
         ]
         kwargs = self.torch_kwargs(lr, hyperparameters)
-        if _fusable(self.cls, items):
+        cls = self.optimizer_class
+        if _fusable(cls, items):
             try:
-                return self.cls(items, **kwargs, fused=True)  # type: ignore[call-arg]
+                return cls(items, **kwargs, fused=True)  # type: ignore[call-arg]
             except (RuntimeError, ValueError):  # a device/dtype torch does not fuse for
                 pass
-        return self.cls(items, **kwargs)
+        return cls(items, **kwargs)
 
 
 _FUSED_DEVICES = {"Adam": {"cpu", "cuda"}, "AdamW": {"cpu", "cuda"}, "SGD": {"cpu", "cuda"},
@@ -372,6 +424,58 @@ OPTIMIZERS: dict[str, OptimInfo] = {
             lr_range=(1e-5, 1e-1),
             hyperparameters=(_beta1(), _beta2(), _eps(), _weight_decay()),
         ),
+        OptimInfo(
+            "schedulefree_adamw",
+            "schedulefree:AdamWScheduleFree",
+            "Schedule-Free AdamW (Defazio et al.; AlgoPerf self-tuning winner): no schedule",
+            lr_default=2.5e-3,
+            lr_range=(1e-4, 1e-1),
+            hyperparameters=(_beta1(), _beta2(), _eps(), _weight_decay(), _warmup_steps()),
+            extra="lrfree",
+            tuning_free=True,
+            schedule_free=True,
+        ),
+        OptimInfo(
+            "schedulefree_sgd",
+            "schedulefree:SGDScheduleFree",
+            "Schedule-Free SGD with momentum: no schedule",
+            lr_default=1.0,
+            lr_range=(1e-3, 10.0),
+            hyperparameters=(_momentum(), _weight_decay(), _warmup_steps()),
+            extra="lrfree",
+            schedule_free=True,
+        ),
+        OptimInfo(
+            "prodigy",
+            "prodigyopt:Prodigy",
+            "Prodigy (Mishchenko & Defazio): Adam that estimates its own step size",
+            lr_default=1.0,
+            lr_range=(0.1, 10.0),
+            hyperparameters=(
+                _beta1(),
+                _beta2(),
+                _eps(),
+                _weight_decay(),
+                HyperParam(
+                    "d_coef",
+                    1.0,
+                    0.1,
+                    10.0,
+                    log=True,
+                    min_value=1e-6,
+                    tune=False,
+                    help="scale of the estimated step size",
+                ),
+            ),
+            extra="lrfree",
+            tuning_free=True,
+            lr_note="a multiplier of the step size Prodigy estimates (default 1)",
+            no_range_test=(
+                "Prodigy estimates its own step size, which grows from d0=1e-6 during the "
+                "sweep, so the loss would follow that estimate, not the multiplier being "
+                "swept; search lr (a multiplier, default 1) in a study instead"
+            ),
+        ),
     )
 }
 
@@ -389,12 +493,15 @@ def get_optimizer_info(name: str) -> OptimInfo:
     """Look up an optimizer by name or alias (case-insensitive).
 
     Raises:
-        ConfigError: ``name`` is unknown; the message lists the known names.
+        ConfigError: ``name`` is unknown (the message lists the known names), or its
+            package is not installed (the message names the ``pip install``).
     """
     key = str(name).strip().lower().replace("-", "_")
     if key not in _ALIASES:
         raise ConfigError(f"unknown optimizer {name!r}; known: {', '.join(list_optimizers())}")
-    return OPTIMIZERS[_ALIASES[key]]
+    info = OPTIMIZERS[_ALIASES[key]]
+    info.check_available()
+    return info
 
 
 def create_optimizer(

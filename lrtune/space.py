@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from lrtune.config import Range, SpaceConfig, StudyConfig, TrainConfig
+from lrtune.config import Range, ScheduleChoice, SpaceConfig, StudyConfig, TrainConfig
 from lrtune.optimizers import HyperParam, OptimInfo, get_optimizer_info
 
 if TYPE_CHECKING:
@@ -161,7 +161,10 @@ def suggest_config(
         params[hp.name] = _suggest_range(trial, _param_name(space, info, label), rng, hp.one_minus)
 
     by_name = {choice.name: choice for choice in space.schedules}
-    schedule = by_name[trial.suggest_categorical("schedule", list(by_name))]
+    if info.schedule_free:  # no schedule of its own to combine with: constant, not searched
+        schedule = ScheduleChoice(name="constant")
+    else:
+        schedule = by_name[trial.suggest_categorical("schedule", list(by_name))]
     schedule_params: dict[str, float] = {}
     for key, value in schedule.params.items():
         if isinstance(value, Range):
@@ -224,6 +227,7 @@ def default_params(
         value = min(max(hp.default, rng.low), rng.high)
         label = f"1-{hp.name}" if hp.one_minus else hp.name
         params[_param_name(space, info, label)] = 1.0 - value if hp.one_minus else value
-    params["schedule"] = space.schedules[0].name
+    if not info.schedule_free:  # a schedule-free optimizer's schedule is not searched
+        params["schedule"] = space.schedules[0].name
     params["clip"] = space.clip[0]
     return params

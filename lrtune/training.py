@@ -19,6 +19,7 @@ from lrtune.config import TrainConfig
 from lrtune.data import create_datamodule
 from lrtune.errors import ConfigError
 from lrtune.module import ClassifierModule
+from lrtune.optimizers import get_optimizer_info
 
 __all__ = [
     "EpochReport",
@@ -197,6 +198,10 @@ def build_trainer(
         **config.clip.trainer_kwargs,
     }
     kwargs.update(overrides)
+    if get_optimizer_info(config.optimizer.name).schedule_free:
+        from lrtune._schedule_free import ScheduleFreeModes
+
+        kwargs["callbacks"] = [*kwargs["callbacks"], ScheduleFreeModes()]
     if module is not None:
         from lrtune.components import trainer_class
 

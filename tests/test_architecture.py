@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "lrtune._state": LIGHTNING,
     "lrtune.components": LIGHTNING,
     "lrtune._steps": LIGHTNING,
+    "lrtune._schedule_free": LIGHTNING,
     "lrtune._verify": LIGHTNING,
     "lrtune.callbacks": LIGHTNING,
     "lrtune.finder": LIGHTNING,

@@ -290,6 +290,17 @@ class TrainConfig(_Frozen):
         data["model_options"] = info.resolve(dict(options))
         return data
 
+    @model_validator(mode="after")
+    def _schedule_free(self) -> TrainConfig:
+        info = get_optimizer_info(self.optimizer.name)
+        if info.schedule_free and self.schedule.name != "constant":
+            raise ValueError(
+                f"schedule: {info.name} replaces the LR schedule with its own averaging, so "
+                f"it takes none (got {self.schedule.name!r}); use schedule: constant, and "
+                "optimizer.params.warmup_steps for a warm-up"
+            )
+        return self
+
     @property
     def resolved_batch_size(self) -> int:
         """``batch_size``, or the dataset's default."""

@@ -1,0 +1,191 @@
+"""LR-free optimizers (issue 24): registry entries, Schedule-Free's train/eval switch with
+BatchNorm recomputed, the refusal of LR schedules, and the range test's answer for each."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.fabric.utilities.seed import seed_everything
+
+from lrtune._schedule_free import ScheduleFreeModes, is_schedule_free
+from lrtune.config import TrainConfig, train_config_from
+from lrtune.errors import ConfigError
+from lrtune.optimizers import create_optimizer, get_optimizer_info
+from lrtune.training import build_trainer, datamodule_for, module_for
+
+pytest.importorskip("schedulefree", reason="pip install 'lrtune[lrfree]'")
+pytest.importorskip("prodigyopt", reason="pip install 'lrtune[lrfree]'")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _config(optimizer: str, model: str = "mlp", epochs: int = 1, **extra: Any) -> TrainConfig:
+    return train_config_from(overrides={"dataset": "digits", "model": model, "epochs": epochs,
+                                        "device": "cpu", "optimizer": {"name": optimizer},
+                                        **extra})  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+@pytest.mark.parametrize(
+    ("name", "cls", "lr"),
+    [("schedulefree_adamw", "AdamWScheduleFree", 2.5e-3),
+     ("schedulefree_sgd", "SGDScheduleFree", 1.0), ("prodigy", "Prodigy", 1.0)],
+)  # fmt: skip
+def test_registry_builds_them_with_their_own_defaults(name: str, cls: str, lr: float) -> None:
+    info = get_optimizer_info(name)
+    optimizer = create_optimizer(name, [torch.nn.Parameter(torch.zeros(3))], info.lr_default)
+    assert type(optimizer).__name__ == cls
+    assert optimizer.param_groups[0]["lr"] == info.lr_default == lr
+    assert info.extra == "lrfree"
+
+
+def test_prodigy_lr_is_a_multiplier_and_warmup_steps_a_whole_number() -> None:
+    assert "multiplier" in get_optimizer_info("prodigy").lr_note
+    info = get_optimizer_info("schedulefree_adamw")
+    assert info.torch_kwargs(1e-3, {"warmup_steps": 50})["warmup_steps"] == 50
+    assert isinstance(info.torch_kwargs(1e-3, {"warmup_steps": 50})["warmup_steps"], int)
+    with pytest.raises(ConfigError, match=r"warmup_steps must be a whole number, got 2\.5"):
+        info.resolve({"warmup_steps": 2.5})
+
+
+def test_a_missing_package_is_one_line_naming_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "prodigyopt" else find_spec(n, *a)
+    )
+    with pytest.raises(ConfigError) as error:
+        _config("prodigy")
+    assert (
+        "optimizer 'prodigy' needs the package 'prodigyopt': pip install 'lrtune[lrfree]'"
+        in str(error.value)
+    )
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle", "warmup_cosine"])
+def test_schedule_free_refuses_a_schedule(schedule: str) -> None:
+    with pytest.raises(ConfigError, match=r"schedule: schedulefree_adamw replaces the LR schedule"):
+        _config("schedulefree_adamw", schedule={"name": schedule})
+    _config("prodigy", schedule={"name": schedule})  # Prodigy takes one
+
+
+def test_a_study_never_searches_a_schedule_for_schedule_free() -> None:
+    import optuna
+
+    from lrtune.config import StudyConfig
+    from lrtune.space import lr_ranges, suggest_config
+
+    study = StudyConfig.model_validate({
+        "name": "sf", "dataset": "digits", "budget": {"epochs": 1}, "n_trials": 12,
+        "space": {"optimizers": ["schedulefree_adamw", "adam"],
+                  "schedules": ["cosine", "onecycle"]},
+    })  # fmt: skip
+    optuna_study = optuna.create_study()
+    for _ in range(12):
+        trial = optuna_study.ask()
+        config = suggest_config(trial, study, lr_ranges(study))
+        if config.optimizer.name == "schedulefree_adamw":
+            assert config.schedule.name == "constant" and "schedule" not in trial.params
+        else:
+            assert config.schedule.name in ("cosine", "onecycle")
+        optuna_study.tell(trial, 0.5)
+
+
+# ----------------------------------------------------------------------------- train / eval
+
+
+class _TrainModeOnly(pl.Callback):
+    """What a user who never calls ``optimizer.eval()`` does: train mode, and that is all."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        trainer.optimizers[0].train()
+
+
+def _fit(config: TrainConfig, modes: bool) -> tuple[pl.Trainer, pl.LightningModule, Any]:
+    seed_everything(0, verbose=False)
+    datamodule = datamodule_for(config)
+    module = module_for(config, datamodule)
+    trainer = build_trainer(config, callbacks=[] if modes else [_TrainModeOnly()])
+    if not modes:
+        trainer.callbacks[:] = [
+            c for c in trainer.callbacks if not isinstance(c, ScheduleFreeModes)
+        ]  # type: ignore[attr-defined]
+    trainer.fit(module, datamodule=datamodule)
+    return trainer, module, datamodule
+
+
+def _test_acc(module: pl.LightningModule, datamodule: Any) -> float:
+    tester = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        accelerator="cpu")  # fmt: skip
+    return float(tester.test(module, datamodule=datamodule, verbose=False)[0]["test_acc"])
+
+
+def test_the_switch_and_batchnorm_recompute_are_what_make_it_accurate() -> None:
+    """ResNet (BatchNorm) on digits, 1 epoch: lrtune evaluates Schedule-Free's averaged
+    weights with BatchNorm statistics recomputed for them. Without the switch (training
+    weights), or with the switch but the training weights' BatchNorm statistics, accuracy
+    is lower: both halves matter."""
+    config = _config("schedulefree_adamw", model="resnet")
+    trainer, module, datamodule = _fit(config, modes=True)
+    optimizer = trainer.optimizers[0]
+    assert is_schedule_free(optimizer) and not optimizer.param_groups[0]["train_mode"]
+    with_switch = _test_acc(module, datamodule)
+
+    trainer, module, datamodule = _fit(config, modes=False)
+    without_switch = _test_acc(module, datamodule)
+    trainer.optimizers[0].eval()  # the averaged weights, with stale BatchNorm statistics
+    stale_batchnorm = _test_acc(module, datamodule)
+    assert with_switch > without_switch + 0.03, (with_switch, without_switch)
+    assert with_switch > stale_batchnorm + 0.03, (with_switch, stale_batchnorm)
+
+
+def test_modes_follow_training_and_leave_training_unchanged() -> None:
+    """Train mode on every training step, eval mode for validation and after fit; the
+    BatchNorm recompute leaves the data order and RNG as they were, so the training losses
+    are those of a run whose validation never switched."""
+    seen: list[tuple[str, bool]] = []
+
+    class Spy(pl.Callback):
+        def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+            seen.append(("train", trainer.optimizers[0].param_groups[0]["train_mode"]))
+
+        def on_validation_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+            seen.append(("val", trainer.optimizers[0].param_groups[0]["train_mode"]))
+
+    config = _config("schedulefree_adamw", model="resnet", epochs=2)
+    seed_everything(0, verbose=False)
+    datamodule = datamodule_for(config)
+    module = module_for(config, datamodule)
+    trainer = build_trainer(config, callbacks=[Spy()], limit_train_batches=4, limit_val_batches=2)
+    trainer.fit(module, datamodule=datamodule)
+    assert {mode for kind, mode in seen if kind == "train"} == {True}
+    assert {mode for kind, mode in seen if kind == "val"} == {False}
+    assert not trainer.optimizers[0].param_groups[0]["train_mode"]
+
+
+# ----------------------------------------------------------------------------- range test
+
+
+def test_range_test_on_schedule_free_and_plainly_none_for_prodigy() -> None:
+    from lrtune.finder import compare_optimizers
+
+    results = compare_optimizers(_config("adam"), ["schedulefree_adamw", "prodigy"],
+                                 num_steps=20, verify=False)  # fmt: skip
+    schedule_free, prodigy = results
+    assert schedule_free.label == "schedulefree_adamw" and len(schedule_free.lrs) > 10
+    assert prodigy.label == "prodigy" and prodigy.suggestion is None and not prodigy.lrs
+    assert prodigy.reason.startswith("no range test: Prodigy estimates its own step size")
+
+
+def test_find_lr_on_a_prodigy_module_says_why_not() -> None:
+    from lrtune.finder import find_lr
+
+    config = _config("prodigy")
+    datamodule = datamodule_for(config)
+    with pytest.raises(ConfigError, match="no range test for Prodigy: Prodigy estimates"):
+        find_lr(module_for(config, datamodule), datamodule=datamodule, num_steps=20)
