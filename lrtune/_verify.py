@@ -234,7 +234,9 @@ def _given_val_loaders(trainer: pl.Trainer) -> Any:
     loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
     source = getattr(getattr(loop, "val_loop", None), "_data_source", None)
     instance = getattr(source, "instance", None)
-    if isinstance(instance, pl.LightningModule | pl.LightningDataModule):
+    from lrtune.components import _bases  # either Lightning's (pytorch_lightning too)
+
+    if isinstance(instance, (*_bases("LightningModule"), *_bases("LightningDataModule"))):
         return None
     return instance
 

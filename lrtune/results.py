@@ -9,7 +9,8 @@ and ``lrtune best`` read them.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -18,14 +19,17 @@ from lrtune.config import TrainConfig
 from lrtune.errors import ConfigError
 
 __all__ = [
+    "ATTR_BASELINE",
     "ATTR_CONFIG",
     "ATTR_LR_AUTO",
     "ATTR_TEST_PREFIX",
     "FINISHED",
     "best_config",
     "best_per_optimizer",
+    "describe_tuned_vs_tuning_free",
     "finished_count",
     "trials_with_tests",
+    "tuned_vs_tuning_free",
 ]
 
 ATTR_CONFIG = "lrtune.study_config"
@@ -70,10 +74,63 @@ def best_per_optimizer(
     for trial in trials:
         if trial.state != TrialState.COMPLETE or trial.value is None:
             continue
-        name = str(trial.params.get("optimizer", default))
+        name = str(trial.params.get("optimizer") or trial.user_attrs.get(ATTR_BASELINE, default))
         if name not in best or sign * trial.value > sign * float(best[name].value):  # type: ignore[arg-type]
             best[name] = trial
     return best
+
+
+ATTR_BASELINE = "baseline"
+"""Trial user attr of a ``baselines`` trial: the tuning-free optimizer it runs."""
+
+
+def tuned_vs_tuning_free(
+    trials: Sequence[optuna.trial.FrozenTrial], maximize: bool
+) -> dict[str, Any] | None:
+    """The best tuned trial against the best ``baselines`` trial, or ``None`` without
+    baselines. Each side: ``value``, ``trial``, ``optimizer`` (``None`` before a complete
+    trial), ``trials`` (finished) and ``seconds`` (their training time); and
+    ``difference``: tuned minus tuning-free, in the objective's units (``None`` until both
+    have a value)."""
+    free = [t for t in trials if ATTR_BASELINE in t.user_attrs]
+    if not free:
+        return None
+    tuned = [t for t in trials if ATTR_BASELINE not in t.user_attrs]
+    sign = 1.0 if maximize else -1.0
+
+    def side(group: Sequence[optuna.trial.FrozenTrial]) -> dict[str, Any]:
+        complete = [t for t in group if t.state == TrialState.COMPLETE and t.value is not None]
+        best = max(complete, key=lambda t: sign * float(t.value), default=None)  # type: ignore[arg-type]
+        return {
+            "value": None if best is None else float(best.value),  # type: ignore[arg-type]
+            "trial": None if best is None else best.number,
+            "optimizer": None
+            if best is None
+            else str(best.params.get("optimizer") or best.user_attrs.get(ATTR_BASELINE)),
+            "trials": sum(t.state in FINISHED for t in group),
+            "seconds": sum(float(t.user_attrs.get("seconds", 0.0)) for t in group),
+        }
+
+    out = {"tuned": side(tuned), "tuning_free": side(free)}
+    values = out["tuned"]["value"], out["tuning_free"]["value"]
+    difference = None if None in values else values[0] - values[1]
+    return {**out, "difference": difference}
+
+
+def describe_tuned_vs_tuning_free(comparison: Mapping[str, Any], metric: str) -> str:
+    """One line for summaries: ``best tuned 0.9712 (adam, trial 14; 28 trials, 310 s) vs
+    best tuning-free 0.9650 (prodigy, trial 0; 2 trials, 25 s): +0.0062``."""
+
+    def part(entry: Mapping[str, Any]) -> str:
+        if entry["value"] is None:
+            return f"none yet ({entry['trials']} trials)"
+        return (f"{entry['value']:.4f} ({entry['optimizer']}, trial {entry['trial']}; "
+                f"{entry['trials']} trials, {entry['seconds']:.0f} s)")  # fmt: skip
+
+    difference = comparison["difference"]
+    tail = "" if difference is None else f": {difference:+.4f}"
+    return (f"{metric}: best tuned {part(comparison['tuned'])} vs best tuning-free "
+            f"{part(comparison['tuning_free'])}{tail}")  # fmt: skip
 
 
 def best_config(study: optuna.Study) -> TrainConfig:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TRIALS_PER_DIMENSION",
+    "baseline_config",
     "default_params",
     "describe_space",
     "lr_ranges",
@@ -194,6 +195,14 @@ def suggest_config(
     target = base["module"]["init_args"] if study.module is not None else base["model_options"]
     for key, choices in space.model_options.items():
         target[key] = trial.suggest_categorical(f"model.{key}", choices)
+    return TrainConfig.model_validate(base)
+
+
+def baseline_config(study: StudyConfig, optimizer: str) -> TrainConfig:
+    """The training config of a ``baselines`` trial: ``optimizer`` at its registry defaults
+    (its own LR, or multiplier), a constant schedule and no clipping."""
+    base = study.base_train_config().to_dict()
+    base.update(optimizer={"name": optimizer}, schedule={"name": "constant"}, clip={"kind": "none"})
     return TrainConfig.model_validate(base)
 
 

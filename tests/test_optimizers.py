@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import re
 
+import prodigyopt
 import pytest
+import schedulefree
 import torch
 from torch import nn
 
@@ -31,9 +33,13 @@ EXPECTED_CLASS: dict[str, type[torch.optim.Optimizer]] = {
     "adamax": torch.optim.Adamax,
     "nadam": torch.optim.NAdam,
     "radam": torch.optim.RAdam,
+    # the lrfree extra (a dev dependency, so installed wherever the tests run)
+    "schedulefree_adamw": schedulefree.AdamWScheduleFree,
+    "schedulefree_sgd": schedulefree.SGDScheduleFree,
+    "prodigy": prodigyopt.Prodigy,
 }
-WITH_BETAS = {"adam", "adamw", "adamax", "nadam", "radam"}
-WITH_MOMENTUM = {"momentum", "nesterov"}
+WITH_BETAS = {"adam", "adamw", "adamax", "nadam", "radam", "schedulefree_adamw", "prodigy"}
+WITH_MOMENTUM = {"momentum", "nesterov", "schedulefree_sgd"}
 
 HYPERPARAMS = [(name, h) for name in ALL for h in OPTIMIZERS[name].hyperparameters]
 HYPERPARAM_IDS = [f"{name}-{h.name}" for name, h in HYPERPARAMS]
@@ -65,7 +71,7 @@ def test_registry_is_the_expected_set() -> None:
 def test_info_is_consistent(name: str) -> None:
     info = get_optimizer_info(name)
     assert info.name == name
-    assert info.cls is EXPECTED_CLASS[name]
+    assert info.optimizer_class is EXPECTED_CLASS[name]
     assert info.description
     names = info.hyperparameter_names
     assert len(set(names)) == len(names)
@@ -221,6 +227,8 @@ def test_one_step_changes_parameters_and_lowers_the_loss(name: str) -> None:
     torch.manual_seed(2)
     x, y = torch.randn(16, 3), torch.randn(16, 2)
     opt = create_optimizer(name, model.parameters(), get_optimizer_info(name).lr_default)
+    if get_optimizer_info(name).schedule_free:
+        opt.train()  # type: ignore[attr-defined]  # Schedule-Free steps in train mode only
     before = [p.detach().clone() for p in model.parameters()]
 
     loss = nn.functional.mse_loss(model(x), y)
@@ -270,7 +278,7 @@ def test_unknown_optimizer_lists_known_names() -> None:
     message = str(excinfo.value)
     assert message == (
         "unknown optimizer 'lion'; known: sgd, momentum, nesterov, rmsprop, adagrad, adam, "
-        "adamw, adamax, nadam, radam"
+        "adamw, adamax, nadam, radam, schedulefree_adamw, schedulefree_sgd, prodigy"
     )
     with pytest.raises(ConfigError, match=r"^unknown optimizer 'lion'; known: sgd, "):
         create_optimizer("lion", _linear().parameters(), 0.1)

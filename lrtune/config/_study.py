@@ -323,6 +323,11 @@ class StudyConfig(_Frozen):
     """With ``space.lr: auto``, the first trials run each optimizer at the LR its range test
     suggested, other hyperparameters at registry defaults, so a good model appears within
     the first few trials; the sampler explores from there (default ``True``)."""
+    baselines: list[str] = Field(default_factory=list)
+    """Tuning-free optimizers (``prodigy``, ``schedulefree_adamw``) run once each at their
+    registry defaults as the first trials, never pruned, so the summary, the report and the
+    dashboard note can show the best tuned trial against the best tuning-free one
+    (default: none)."""
     test: Literal["end", "improving", "every", "never"] = "end"
     """When the test split is evaluated. ``end`` (default): once, when the search ends, for
     the best trial of each optimizer (their weights are kept in memory meanwhile), stored
@@ -338,6 +343,23 @@ class StudyConfig(_Frozen):
     @classmethod
     def _dataset(cls, value: str) -> str:
         return TrainConfig._dataset(value)  # type: ignore[operator]
+
+    @field_validator("baselines")
+    @classmethod
+    def _baselines(cls, value: list[str]) -> list[str]:
+        from lrtune.optimizers import OPTIMIZERS
+
+        names = [get_optimizer_info(name).name for name in value]
+        for name in names:
+            if not OPTIMIZERS[name].tuning_free:
+                free = ", ".join(n for n, info in OPTIMIZERS.items() if info.tuning_free)
+                raise ValueError(
+                    f"{name!r} needs its LR searched, so it is no baseline; the tuning-free "
+                    f"optimizers are: {free} (search {name} in space.optimizers)"
+                )
+        if len(set(names)) != len(names):
+            raise ValueError(f"lists an optimizer twice: {names}")
+        return names
 
     @model_validator(mode="before")
     @classmethod

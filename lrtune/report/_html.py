@@ -207,6 +207,13 @@ def study_report(
     if view.trials:
         sections.append('<section id="per-optimizer"><h2>Best per optimizer</h2>'
                         f"{_best_per_optimizer_table(view)}</section>")  # fmt: skip
+        from lrtune.results import describe_tuned_vs_tuning_free, tuned_vs_tuning_free
+
+        comparison = tuned_vs_tuning_free(view.trials, view.maximize)
+        if comparison is not None:
+            line = describe_tuned_vs_tuning_free(comparison, view.metric)
+            sections.append('<section id="tuning-free"><h2>Tuned vs tuning-free</h2>'
+                            f"<p>{_esc(line)}</p></section>")  # fmt: skip
 
     plot_config = {"displaylogo": False, "responsive": True}
     for anchor, heading, figure in _figures(view):

@@ -19,7 +19,11 @@ def study_note(study: Any, config: Any, lr_auto: dict[str, Any] | None = None) -
     """
     from optuna.trial import TrialState
 
-    from lrtune.results import trials_with_tests
+    from lrtune.results import (
+        describe_tuned_vs_tuning_free,
+        trials_with_tests,
+        tuned_vs_tuning_free,
+    )
     from lrtune.space import describe_space
 
     trials = trials_with_tests(study)
@@ -83,7 +87,7 @@ def study_note(study: Any, config: Any, lr_auto: dict[str, Any] | None = None) -
     ]
     seen: set[str] = set()
     for trial in ordered:
-        name = str(trial.params.get("optimizer"))
+        name = str(trial.params.get("optimizer") or trial.user_attrs.get("baseline"))
         if name in seen:
             continue
         seen.add(name)
@@ -92,4 +96,8 @@ def study_note(study: Any, config: Any, lr_auto: dict[str, Any] | None = None) -
             f"| {name} | {trial.number} | {trial.value:.4f} | "
             f"{_fmt(trial.user_attrs.get('test_acc'), '.4f')} | {lr:.3g} |"
         )
+    comparison = tuned_vs_tuning_free(trials, maximize)
+    if comparison is not None:
+        lines += ["", "## Tuned vs tuning-free", "",
+                  describe_tuned_vs_tuning_free(comparison, config.objective.metric)]  # fmt: skip
     return "\n".join(lines) + "\n"

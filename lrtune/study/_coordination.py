@@ -204,7 +204,8 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # another worker got there first
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        kept = {k: v for k, v in trial.user_attrs.items() if k == "baseline"}  # its role
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **kept})
         failed.append(trial.number)
     return failed
 

@@ -20,8 +20,8 @@ from optuna.trial import TrialState
 
 from lrtune.config import StudyConfig, TrainConfig
 from lrtune.errors import ConfigError
-from lrtune.results import best_per_optimizer
-from lrtune.space import suggest_config
+from lrtune.results import ATTR_BASELINE, best_per_optimizer
+from lrtune.space import baseline_config, suggest_config
 from lrtune.storage import mask_url
 from lrtune.study import _coordination as coord
 from lrtune.study._test_pass import trainer_limits
@@ -197,7 +197,11 @@ def _objective(
                 raise _Surplus(reason)
         with coord.TrialHeartbeat(trial):
             trial.set_user_attr("worker", coord.worker_id())
-            train_config = suggest_config(trial, config, ranges)
+            baseline = trial.user_attrs.get(ATTR_BASELINE)
+            if baseline is not None:  # a tuning-free optimizer at its defaults
+                train_config = baseline_config(config, baseline)
+            else:
+                train_config = suggest_config(trial, config, ranges)
             trial.set_user_attr("config", train_config.to_dict())
             start = time.perf_counter()
             try:
@@ -265,7 +269,7 @@ def _train_trial(
         callbacks=[
             _monitor_callback(trial),
             _metric_check(config.objective.metric),
-            _pruning_callback(trial, config),
+            *(() if ATTR_BASELINE in trial.user_attrs else (_pruning_callback(trial, config),)),
         ],
         module=module,
         **limits,

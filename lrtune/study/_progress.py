@@ -10,7 +10,14 @@ from typing import TextIO
 import optuna
 from optuna.trial import TrialState
 
-from lrtune.results import ATTR_CONFIG, FINISHED, best_per_optimizer, trials_with_tests
+from lrtune.results import (
+    ATTR_CONFIG,
+    FINISHED,
+    best_per_optimizer,
+    describe_tuned_vs_tuning_free,
+    trials_with_tests,
+    tuned_vs_tuning_free,
+)
 from lrtune.study import _coordination as coord
 
 __all__ = ["Progress", "print_summary"]
@@ -89,8 +96,9 @@ def print_summary(study: optuna.Study, stream: TextIO) -> None:
     if stored is not None:
         for line in describe_space(StudyConfig.model_validate(stored)):
             print(f"searched: {line}", file=stream)
+    width = max([10, *(len(name) for name in best_per)])
     print(
-        f"{'optimizer':<10} {'trial':>5} {'value':>8} {'test_acc':>8} {'lr':>9}  schedule",
+        f"{'optimizer':<{width}} {'trial':>5} {'value':>8} {'test_acc':>8} {'lr':>9}  schedule",
         file=stream,
     )
     ordered = sorted(best_per.items(), key=lambda kv: kv[1].value or 0.0, reverse=maximize)
@@ -98,8 +106,12 @@ def print_summary(study: optuna.Study, stream: TextIO) -> None:
         cfg = trial.user_attrs.get("config", {})
         test_acc = trial.user_attrs.get("test_acc", math.nan)
         print(
-            f"{name:<10} {trial.number:>5} {trial.value:>8.4f} {test_acc:>8.4f} "
+            f"{name:<{width}} {trial.number:>5} {trial.value:>8.4f} {test_acc:>8.4f} "
             f"{cfg.get('optimizer', {}).get('lr', math.nan):>9.3g}  "
             f"{cfg.get('schedule', {}).get('name', '')}",
             file=stream,
         )
+    comparison = tuned_vs_tuning_free(study.get_trials(deepcopy=False), maximize)
+    if comparison is not None:
+        metric = study.metric_names[0] if study.metric_names else "value"
+        print(describe_tuned_vs_tuning_free(comparison, metric), file=stream)

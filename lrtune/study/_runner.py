@@ -24,7 +24,7 @@ from lrtune.artifacts import ATTR_ARTIFACTS, configured_artifact_dir
 from lrtune.config import StudyConfig, TrainConfig
 from lrtune.errors import ConfigError, StudyFailedError
 from lrtune.hooks import SearchCallback
-from lrtune.results import ATTR_CONFIG, finished_count
+from lrtune.results import ATTR_BASELINE, ATTR_CONFIG, finished_count
 from lrtune.space import default_params, lr_ranges
 from lrtune.storage import DEFAULT_STORAGE, close_storage, mask_url, open_storage
 from lrtune.study import _coordination as coord
@@ -43,6 +43,7 @@ __all__ = ["open_study", "run_worker"]
 
 _ATTR_ENQUEUED = "lrtune.defaults_enqueued"
 _ATTR_FINDER_ENQUEUED = "lrtune.finder_enqueued"
+_ATTR_BASELINES_ENQUEUED = "lrtune.baselines_enqueued"
 
 log = logging.getLogger("lrtune.study")
 
@@ -117,6 +118,16 @@ def _enqueue_defaults(
     for name in config.space.optimizers:
         study.enqueue_trial(default_params(config, name, ranges), user_attrs={"defaults": True})
     study.set_user_attr(_ATTR_ENQUEUED, True)
+
+
+def _enqueue_baselines(study: optuna.Study, config: StudyConfig) -> None:
+    """``baselines``: one trial per tuning-free optimizer at its defaults, queued once per
+    study, before any other (the objective builds their config: they sample nothing)."""
+    if not config.baselines or study.user_attrs.get(_ATTR_BASELINES_ENQUEUED):
+        return
+    for name in config.baselines:
+        study.enqueue_trial({}, user_attrs={ATTR_BASELINE: name})
+    study.set_user_attr(_ATTR_BASELINES_ENQUEUED, True)
 
 
 def _enqueue_finder(
@@ -329,6 +340,7 @@ def _run_worker(
         for hook in hooks:
             hook.on_setup(study, config, auto)
         ranges = lr_ranges(config, {k: tuple(v["range"]) for k, v in auto.items()})
+        _enqueue_baselines(study, config)
         _enqueue_finder(study, config, auto, ranges)
         _enqueue_defaults(study, config, ranges)
     for hook in hooks:
