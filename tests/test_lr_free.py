@@ -189,3 +189,69 @@ def test_find_lr_on_a_prodigy_module_says_why_not() -> None:
     datamodule = datamodule_for(config)
     with pytest.raises(ConfigError, match="no range test for Prodigy: Prodigy estimates"):
         find_lr(module_for(config, datamodule), datamodule=datamodule, num_steps=20)
+
+
+# ----------------------------------------------------------------------------- baselines
+
+
+def _study(tmp_path: Any, **fields: Any) -> Any:
+    import yaml
+
+    data: dict[str, Any] = {
+        "name": "free", "dataset": "digits", "model": "mlp",
+        "model_options": {"width": 16, "depth": 1}, "budget": {"epochs": 2}, "n_trials": 5,
+        "seed": 0, "storage": str(tmp_path / "studies.journal"), "test": "never",
+        "pruner": {"name": "median", "options": {"n_startup_trials": 0, "n_warmup_steps": 0}},
+        "space": {"optimizers": ["sgd", "adam"], "lr": {"low": 1e-4, "high": 1e-1}},
+        **fields,
+    }  # fmt: skip
+    path = tmp_path / "free.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_baselines_run_first_at_their_defaults_unpruned_and_are_compared(tmp_path: Any) -> None:
+    import io
+
+    from optuna.trial import TrialState
+
+    from lrtune.results import tuned_vs_tuning_free
+    from lrtune.study import search
+
+    out = io.StringIO()
+    study = search(_study(tmp_path, baselines=["prodigy", "schedulefree_adamw"]), progress=out,
+                   publish=False)  # fmt: skip
+    first = study.trials[:2]
+    assert [t.user_attrs.get("baseline") for t in first] == ["prodigy", "schedulefree_adamw"]
+    assert all(t.state == TrialState.COMPLETE and t.params == {} for t in first)
+    configs = [t.user_attrs["config"] for t in first]
+    assert [c["optimizer"]["name"] for c in configs] == ["prodigy", "schedulefree_adamw"]
+    assert configs[0]["optimizer"]["lr"] == 1.0 and configs[1]["optimizer"]["lr"] == 2.5e-3
+    assert all(c["schedule"]["name"] == "constant" for c in configs)
+    assert all("baseline" not in t.user_attrs for t in study.trials[2:])
+    comparison = tuned_vs_tuning_free(study.trials, maximize=True)
+    assert comparison is not None
+    assert comparison["tuning_free"]["trials"] == 2 and comparison["tuned"]["trials"] == 3
+    best_free = max(t.value for t in first)  # type: ignore[type-var]
+    assert comparison["tuning_free"]["value"] == best_free
+    assert comparison["difference"] == comparison["tuned"]["value"] - best_free
+    summary = out.getvalue()
+    assert "val_acc: best tuned " in summary and " vs best tuning-free " in summary
+    assert "schedulefree_adamw" in summary or "prodigy" in summary
+
+
+@pytest.mark.parametrize(
+    ("baselines", "message"),
+    [(["adam"], "baselines: 'adam' needs its LR searched, so it is no baseline; the "
+                "tuning-free optimizers are: schedulefree_adamw, prodigy"),
+     (["lion"], "baselines: unknown optimizer 'lion'")],
+)  # fmt: skip
+def test_a_bad_baseline_is_one_line_and_exit_2(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], baselines: list[str], message: str
+) -> None:
+    from lrtune.cli import main
+
+    assert main(["search", str(_study(tmp_path, baselines=baselines))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "studies.journal").exists()
