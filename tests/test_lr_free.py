@@ -255,3 +255,35 @@ def test_a_bad_baseline_is_one_line_and_exit_2(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "studies.journal").exists()
+
+
+@pytest.mark.parametrize("package", ["tests.own_pkg.spy", "tests.own_pkg.spy_pl"])
+def test_your_own_module_gets_the_switch_too(package: str) -> None:
+    """lrtune injects Schedule-Free into your own module (either Lightning package) and
+    switches its modes as for its own: training weights on every step, evaluation weights
+    in validation and after fit."""
+    if package.endswith("_pl"):
+        pytest.importorskip("pytorch_lightning", reason="pip install pytorch-lightning")
+    from lrtune.training import train
+
+    config = train_config_from(overrides={
+        "module": f"{package}.Spy", "datamodule": f"{package}.Data", "epochs": 2,
+        "optimizer": {"name": "schedulefree_adamw"},
+    })  # fmt: skip
+    seen: list[tuple[str, bool]] = []
+
+    class Watch(pl.Callback):
+        def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+            seen.append(("train", trainer.optimizers[0].param_groups[0]["train_mode"]))
+
+        def on_validation_batch_start(self, trainer: Any, *args: Any) -> None:
+            seen.append(("val", trainer.optimizers[0].param_groups[0]["train_mode"]))
+
+        def on_fit_end(self, trainer: Any, *args: Any) -> None:
+            seen.append(("optimizer", type(trainer.optimizers[0]).__name__ == "AdamWScheduleFree"))
+
+    result = train(config, callbacks=[Watch()], test=False)
+    assert 0.0 <= result.val_acc <= 1.0
+    assert ("optimizer", True) in seen
+    assert {mode for kind, mode in seen if kind == "train"} == {True}
+    assert {mode for kind, mode in seen if kind == "val"} == {False}

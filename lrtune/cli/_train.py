@@ -249,15 +249,16 @@ def find_lr_command(
             rows.append({"optimizer": r.label, **{k: v for k, v in row.items() if k != "label"}})
         _emit_json({"results": rows, "out": str(out) if out else None})
         return
-    header = (f"{'optimizer':<10} {'suggestion':>10} {'sweep':>10} {'bracket':>21} "
+    w = max([10, *(len(r.label) for r in results)])
+    header = (f"{'optimizer':<{w}} {'suggestion':>10} {'sweep':>10} {'bracket':>21} "
               f"{'min loss':>9} {'steps':>6} {'probes':>6}")  # fmt: skip
     print(header)
     for r in results:
         bracket = f"{_fmt_lr(r.bracket[0])} - {_fmt_lr(r.bracket[1])}" if r.bracket else "-"
         min_loss = f"{r.min_loss:.4g}" if r.min_loss is not None else "-"
-        print(f"{r.label:<10} {_fmt_lr(r.suggestion):>10} {_fmt_lr(r.sweep_suggestion):>10} "
+        print(f"{r.label:<{w}} {_fmt_lr(r.suggestion):>10} {_fmt_lr(r.sweep_suggestion):>10} "
               f"{bracket:>21} {min_loss:>9} {len(r.lrs):>6} {len(r.probes):>6}")  # fmt: skip
         if r.suggestion is None:
-            print(f"{'':<10} {r.reason}")
+            print(f"{'':<{w}} {r.reason}")
     if out is not None:
         print(f"curves: {out}")
