@@ -158,8 +158,10 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     names = [row["name"] for row in _last_json(out)["optimizers"]]
     assert names == [
         "sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adamw", "adamax",
-        "nadam", "radam",
+        "nadam", "radam", "schedulefree_adamw", "schedulefree_sgd", "prodigy",
     ]  # fmt: skip
+    free = [r["name"] for r in _last_json(out)["optimizers"] if r["tuning_free"]]
+    assert free == ["schedulefree_adamw", "prodigy"]
     code, out, _ = _run(capsys, "list")
     assert code == 0 and "warmup_cosine" in out and "resnet" in out and "cifar100" in out
     code, _, err = _run(capsys, "list", "losses")

@@ -33,6 +33,8 @@ def list_command(
                 "description": info.description,
                 "lr_default": info.lr_default,
                 "lr_range": list(info.lr_range),
+                "tuning_free": info.tuning_free,
+                "needs": f"pip install 'lrtune[{info.extra}]'" if info.extra else None,
                 "hyperparameters": {
                     h.name: {"default": h.default, "range": [h.low, h.high]}
                     for h in info.hyperparameters
@@ -76,8 +78,10 @@ def list_command(
             if kind == "optimizers":
                 hps = ", ".join(f"{k}={v['default']:g}" for k, v in row["hyperparameters"].items())
                 extra = f"  lr={row['lr_default']:g}" + (f", {hps}" if hps else "")
+                extra += f"  (tuning-free; {row['needs']})" if row["tuning_free"] else ""
+                extra += f"  ({row['needs']})" if row["needs"] and not row["tuning_free"] else ""
             elif kind == "schedules" and row["params"]:
                 extra = "  " + ", ".join(f"{k}={v['default']:g}" for k, v in row["params"].items())
             elif kind == "models":
                 extra = "  " + ", ".join(f"{k}={v}" for k, v in row["options"].items())
-            print(f"  {row['name']:<14} {row['description']}{extra}")
+            print(f"  {row['name']:<18} {row['description']}{extra}")
