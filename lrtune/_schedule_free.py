@@ -11,7 +11,6 @@ steps.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -19,7 +18,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from lrtune._state import is_stateful, loader_generator, rng_states, set_rng_states
+from lrtune._state import DataPosition
 
 __all__ = [
     "BN_BATCHES",
@@ -118,19 +117,12 @@ class ScheduleFreeModes(pl.Callback):
 
 def _batchnorm_from_training_data(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
     """:func:`recompute_batchnorm` over the first training batches through
-    ``training_step``; the loader's position, the RNG streams and torchmetrics states are
-    put back afterwards."""
-    from torchmetrics import Metric
-
-    from lrtune._steps import device_batches, logging_off
+    ``training_step``; the data's position and torchmetrics states are put back after."""
+    from lrtune._steps import device_batches, logging_off, metric_states, restore_metric_states
 
     loader = trainer.train_dataloader
-    rng = rng_states()
-    generator = loader_generator(loader)
-    generator_state = generator.get_state() if generator is not None else None
-    position = copy.deepcopy(loader.state_dict()) if is_stateful(loader) else None
-    metrics = [(m, copy.deepcopy(m.metric_state), m._update_count)
-               for m in pl_module.modules() if isinstance(m, Metric)]  # fmt: skip
+    position = DataPosition.take(loader)
+    metrics = metric_states(pl_module)
 
     def first_batches() -> Iterator[Any]:
         for index, batch in enumerate(device_batches(trainer, pl_module, loader)):
@@ -142,13 +134,5 @@ def _batchnorm_from_training_data(trainer: pl.Trainer, pl_module: pl.LightningMo
         with logging_off(pl_module):
             recompute_batchnorm(pl_module, first_batches(), lambda b: pl_module.training_step(b, 0))
     finally:
-        set_rng_states(rng)
-        if generator is not None and generator_state is not None:
-            generator.set_state(generator_state)
-        if position is not None:
-            loader.load_state_dict(position)
-        for metric, state, count in metrics:
-            for name, value in state.items():
-                setattr(metric, name, value)
-            metric._update_count = count
-            metric._computed = None
+        position.restore(loader)
+        restore_metric_states(metrics)

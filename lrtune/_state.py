@@ -6,7 +6,9 @@ Shared by :class:`lrtune.callbacks.LRRangeTest` (which restores them after its s
 
 from __future__ import annotations
 
+import copy
 import random
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from lrtune.data._batches import DeviceBatches
 
-__all__ = ["is_stateful", "loader_generator", "rng_states", "set_rng_states"]
+__all__ = ["DataPosition", "is_stateful", "loader_generator", "rng_states", "set_rng_states"]
 
 
 def is_stateful(loader: Any) -> bool:
@@ -52,3 +54,31 @@ def set_rng_states(states: dict[str, Any]) -> None:
     random.setstate(states["python"])
     if "cuda" in states:
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+@dataclass
+class DataPosition:
+    """Where the data stands: the RNG streams, ``loader``'s generator state and (for a
+    stateful loader) its position. Taken before drawing batches out of turn, put back
+    after, so training draws the batches it would have drawn."""
+
+    rng: dict[str, Any]
+    generator: torch.Tensor | None
+    position: dict[str, Any] | None
+
+    @classmethod
+    def take(cls, loader: Any) -> DataPosition:
+        generator = loader_generator(loader)
+        return cls(
+            rng=rng_states(),
+            generator=generator.get_state() if generator is not None else None,
+            position=copy.deepcopy(loader.state_dict()) if is_stateful(loader) else None,
+        )
+
+    def restore(self, loader: Any) -> None:
+        set_rng_states(self.rng)
+        generator = loader_generator(loader)
+        if generator is not None and self.generator is not None:
+            generator.set_state(self.generator)
+        if self.position is not None:
+            loader.load_state_dict(copy.deepcopy(self.position))

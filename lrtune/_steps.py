@@ -56,11 +56,7 @@ class Snapshot:
             ],
             scaler=copy.deepcopy(scaler.state_dict()) if scaler is not None else None,
             rng=rng_states(),
-            metrics=[
-                (m, copy.deepcopy(m.metric_state), m._update_count)
-                for m in module.modules()
-                if isinstance(m, Metric)
-            ],
+            metrics=metric_states(module),
             loader=copy.deepcopy(loader.state_dict()) if is_stateful(loader) else None,
             loader_generator=generator.get_state() if generator is not None else None,
             training=module.training,
@@ -83,17 +79,28 @@ class Snapshot:
         if scaler is not None and self.scaler is not None:
             scaler.load_state_dict(self.scaler)
         set_rng_states(self.rng)
-        for metric, state, count in self.metrics:
-            for name, value in state.items():
-                setattr(metric, name, copy.deepcopy(value))
-            metric._update_count = count
-            metric._computed = None
+        restore_metric_states(self.metrics)
         if self.loader is not None:
             loader.load_state_dict(copy.deepcopy(self.loader))
         generator = loader_generator(loader)
         if generator is not None and self.loader_generator is not None:
             generator.set_state(self.loader_generator)
         module.train(self.training)
+
+
+def metric_states(module: torch.nn.Module) -> list[tuple[Metric, dict[str, Any], int]]:
+    """A copy of every torchmetrics ``Metric``'s state in ``module``."""
+    return [(m, copy.deepcopy(m.metric_state), m._update_count)
+            for m in module.modules() if isinstance(m, Metric)]  # fmt: skip
+
+
+def restore_metric_states(saved: list[tuple[Metric, dict[str, Any], int]]) -> None:
+    """Put back what :func:`metric_states` copied (from a copy: ``saved`` stays intact)."""
+    for metric, state, count in saved:
+        for name, value in state.items():
+            setattr(metric, name, copy.deepcopy(value))
+        metric._update_count = count
+        metric._computed = None
 
 
 @contextmanager

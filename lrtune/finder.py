@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import lightning.pytorch as pl
 
-from lrtune._state import loader_generator, rng_states, set_rng_states
+from lrtune._state import DataPosition
 from lrtune._verify import Verification
 from lrtune.callbacks import LRRangeTest, lr_attribute
 from lrtune.errors import ConfigError
@@ -153,9 +153,7 @@ def find_lr(
     )
     # fit draws from the RNGs before the callback's snapshot (e.g. a shuffled DataLoader's
     # seed when its iterator is made): put them back so the data order is as before the call
-    rng = rng_states()
-    generator = loader_generator(train_dataloaders)
-    generator_state = generator.get_state() if generator is not None else None
+    position = DataPosition.take(train_dataloaders)
     attached = module._trainer, datamodule.trainer if datamodule is not None else None
     try:
         trainer.fit(module, train_dataloaders, val_dataloaders, datamodule)
@@ -168,9 +166,7 @@ def find_lr(
             raise ConfigError(f"find_lr: {error}") from None
         raise
     finally:
-        set_rng_states(rng)
-        if generator is not None and generator_state is not None:
-            generator.set_state(generator_state)
+        position.restore(train_dataloaders)
         module.trainer = attached[0]  # not left attached to the finder's own Trainer
         if datamodule is not None:
             datamodule.trainer = attached[1]
