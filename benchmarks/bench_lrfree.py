@@ -24,6 +24,9 @@ Run from the repository root::
         [--seeds 0 1 2] [--trials 10 30] [--epochs 3] [--data-dir ../shared/data/mnist]
         [--out lrfree.json]
     python benchmarks/bench_lrfree.py --merge a.json b.json --out merged.json
+    # the tuned side with Schedule-Free's LR searched too, no tuning-free runs:
+    python benchmarks/bench_lrfree.py --free --label search+sf \
+        --optimizers schedulefree_adamw sgd adam adamax rmsprop
 
 Needs ``pip install 'lrtune[lrfree]'``. Results are recorded in ``docs/BENCHMARKS.md``.
 """
@@ -84,7 +87,13 @@ def run_free(model_name: str, optimizer: str, seed: int, epochs: int, data_dir: 
 
 
 def run_search(
-    model_name: str, trials: int, seed: int, epochs: int, data_dir: Path, optimizers: list[str]
+    model_name: str,
+    trials: int,
+    seed: int,
+    epochs: int,
+    data_dir: Path,
+    optimizers: list[str],
+    label: str = "search",
 ) -> dict:
     from lrtune.config import StudyConfig
     from lrtune.results import trials_with_tests
@@ -104,7 +113,7 @@ def run_search(
         best = study.best_trial
         tested = {t.number: t.user_attrs.get("test_acc") for t in trials_with_tests(study)}
     return {
-        "side": f"search-{trials}", "model": model_name, "seed": seed,
+        "side": f"{label}-{trials}", "model": model_name, "seed": seed,
         "val_acc": best.value, "test_acc": tested.get(best.number),
         "optimizer": best.params.get("optimizer"), "seconds": seconds, "trials": trials,
     }  # fmt: skip
@@ -133,8 +142,8 @@ def report(rows: list[dict[str, Any]]) -> str:
                 f"{_fmt(statistics.fmean(val) if val else None)} | "
                 f"{statistics.fmean(r['seconds'] for r in runs):.0f} |"
             )
-        free = [s for s in sides if not s.startswith("search")]
-        for side in (s for s in sides if s.startswith("search")):
+        free = [s for s in sides if not any(r["side"] == s and r["trials"] > 1 for r in mine)]
+        for side in (s for s in sides if s not in free):
             diffs = []
             for seed in seeds:
                 tuned = next((r for r in mine if r["side"] == side and r["seed"] == seed), None)
@@ -159,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--optimizers", nargs="+", default=TUNED)
     parser.add_argument("--extra", nargs="*", default=[], help="more tuning-free optimizers")
+    parser.add_argument("--free", nargs="*", default=FREE, help="tuning-free optimizers run")
+    parser.add_argument("--label", default="search", help="name of the search rows")
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("lrfree.json"))
@@ -177,12 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     for model in args.models:
         for seed in args.seeds:
-            for optimizer in [*FREE, *args.extra]:
+            for optimizer in [*args.free, *args.extra]:
                 rows.append(run_free(model, optimizer, seed, args.epochs, args.data_dir))
                 print(json.dumps(rows[-1]), flush=True)
             for trials in args.trials:
                 rows.append(run_search(model, trials, seed, args.epochs, args.data_dir,
-                                       args.optimizers))  # fmt: skip
+                                       args.optimizers, args.label))  # fmt: skip
                 print(json.dumps(rows[-1]), flush=True)
     print(report(rows))
     args.out.write_text(json.dumps({"env": env, "rows": rows}, indent=1))
