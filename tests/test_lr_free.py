@@ -238,6 +238,16 @@ def test_baselines_run_first_at_their_defaults_unpruned_and_are_compared(tmp_pat
     summary = out.getvalue()
     assert "val_acc: best tuned " in summary and " vs best tuning-free " in summary
     assert "schedulefree_adamw" in summary or "prodigy" in summary
+    from lrtune.config import study_config_from
+    from lrtune.report import study_report
+    from lrtune.report._note import study_note
+
+    line = next(x for x in summary.splitlines() if "best tuning-free" in x)
+    config = study_config_from(tmp_path / "free.yaml")
+    assert "## Tuned vs tuning-free" in study_note(study, config) and line in study_note(
+        study, config
+    )
+    assert "Tuned vs tuning-free</h2>" in study_report(study, plotlyjs="cdn")
 
 
 @pytest.mark.parametrize(
