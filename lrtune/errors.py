@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ConfigError", "DataError", "LrtuneError", "StudyFailedError", "one_line"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "LrtuneError",
+    "MissingMetricError",
+    "StudyFailedError",
+    "one_line",
+]
 
 _QUOTED = re.compile(  # a quote that opens after a non-word and closes before one (not it's)
     r"(?<!\w)'(?:[^'\\]|\\.)*'(?!\w)|(?<!\w)\"(?:[^\"\\]|\\.)*\"(?!\w)"
@@ -45,6 +52,11 @@ class ConfigError(LrtuneError, ValueError):
 
     The message names the field, e.g. ``"optimizer.lr must be > 0, got -1.0"``.
     """
+
+
+class MissingMetricError(ConfigError):
+    """A study's module never logged the objective metric (a study-wide input error: every
+    trial would fail the same way)."""
 
 
 class DataError(LrtuneError, OSError):

@@ -49,6 +49,7 @@ LAYERS: dict[str, int] = {
     "lrtune._steps": LIGHTNING,
     "lrtune._schedule_free": LIGHTNING,
     "lrtune._verify": LIGHTNING,
+    "lrtune._trial_callbacks": LIGHTNING,
     "lrtune.callbacks": LIGHTNING,
     "lrtune.finder": LIGHTNING,
     "lrtune.tuner": LIGHTNING,

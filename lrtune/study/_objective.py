@@ -13,13 +13,13 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import TrialState
 
 from lrtune.config import StudyConfig, TrainConfig
-from lrtune.errors import ConfigError
+from lrtune.errors import MissingMetricError
 from lrtune.results import ATTR_BASELINE, best_per_optimizer
 from lrtune.space import baseline_config, suggest_config
 from lrtune.storage import mask_url
@@ -37,117 +37,30 @@ if TYPE_CHECKING:
 
 
 def _pruning_callback(trial: optuna.Trial, config: StudyConfig) -> pl.Callback:
-    """optuna-integration's pruning callback; a pruned trial records why in its user attrs
-    (``pruned``: the step, the metric and the pruner), which optuna-dashboard shows."""
-    from optuna_integration import PyTorchLightningPruningCallback
+    """The trial's :class:`~lrtune._trial_callbacks.PruningReport` (built when Lightning
+    is already imported: this module is imported without it)."""
+    from lrtune._trial_callbacks import PruningReport
 
-    by_step = config.budget.epochs is None
-    pruner = config.pruner.name
-
-    class _Pruning(PyTorchLightningPruningCallback):
-        def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            score = trainer.callback_metrics.get(self.monitor)
-            try:
-                if by_step and score is not None and not trainer.sanity_checking:
-                    # a steps budget validates every N steps: report at the global step
-                    self._trial.report(score.item(), step=trainer.global_step)
-                    if self._trial.should_prune():
-                        raise optuna.TrialPruned(f"Trial was pruned at step {trainer.global_step}.")
-                else:
-                    super().on_validation_end(trainer, pl_module)
-            except optuna.TrialPruned as pruned:
-                value = f" with {self.monitor} {score.item():.4g}" if score is not None else ""
-                self._trial.set_user_attr(
-                    "pruned", f"{str(pruned).rstrip('.')}{value} ({pruner} pruner)"
-                )
-                raise
-
-    return _Pruning(trial, monitor=config.objective.metric)
+    return PruningReport(trial, config.objective.metric, by_step=config.budget.epochs is None,
+                         pruner=config.pruner.name)  # fmt: skip
 
 
-class MissingMetricError(ConfigError):
-    """The module never logged the study's objective metric (a study-wide input error:
-    every trial would fail the same way)."""
+def _epochs_run(trial: optuna.Trial) -> pl.Callback:
+    from lrtune._trial_callbacks import EpochsRun
+
+    return EpochsRun(trial)
 
 
 def _metric_check(metric: str) -> pl.Callback:
-    """Fails the trial at its first validation when ``metric`` was not logged, naming the
-    metrics that were (optuna-integration's pruning callback would only warn, and the trial
-    would end with a NaN value)."""
-    import lightning.pytorch as pl
+    from lrtune._trial_callbacks import MetricCheck
 
-    class MetricCheck(pl.Callback):
-        def __init__(self) -> None:
-            self.checked = False
-
-        def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            if trainer.sanity_checking or self.checked:
-                return
-            self.checked = True
-            if metric not in trainer.callback_metrics:
-                logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing"
-                raise MissingMetricError(
-                    f"objective.metric: {type(pl_module).__name__} did not log {metric!r} "
-                    f"in validation (it logged: {logged}); log it with self.log({metric!r}, "
-                    "...) or set objective.metric to one of those"
-                )
-
-    return MetricCheck()
+    return MetricCheck(metric)
 
 
-def _monitor_callback(
-    trial: optuna.Trial, explode_factor: float = 10.0, accelerator_every: int = 10
-) -> pl.Callback:
-    """Ends a trial at once when its loss is NaN/inf or explodes (recorded as pruned).
+def _monitor_callback(trial: optuna.Trial) -> pl.Callback:
+    from lrtune._trial_callbacks import DivergenceStop
 
-    Exploding: the loss, smoothed over a few steps (EMA 0.5), exceeds ``explode_factor``
-    times the first step's loss (the loss at initialisation). On a CPU every step's loss is
-    checked; on a GPU every ``accelerator_every``-th (reading a loss waits for the GPU to
-    finish the step, which would stall the queue of kernels every step; a NaN stays NaN).
-    """
-    import lightning.pytorch as pl
-
-    class DivergenceStop(pl.Callback):
-        def __init__(self) -> None:
-            self.first: float | None = None
-            self.smooth = 0.0
-
-        def on_train_batch_end(
-            self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
-            batch: Any, batch_idx: int,
-        ) -> None:  # fmt: skip
-            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-            if loss is None:
-                return
-            if (
-                self.first is not None
-                and getattr(loss, "device", None) is not None
-                and loss.device.type != "cpu"
-                and trainer.global_step % accelerator_every
-            ):
-                return
-            value = float(loss)
-            reason = None
-            if not math.isfinite(value):
-                reason = f"loss is {value}"
-            elif self.first is None:
-                self.first, self.smooth = value, value
-            else:
-                self.smooth = 0.5 * self.smooth + 0.5 * value
-                if abs(self.smooth) > explode_factor * abs(self.first) + 1e-12:
-                    reason = (
-                        f"loss exploded to {value:.4g} (initial {self.first:.4g}, "
-                        f"limit {explode_factor:g}x)"
-                    )
-            if reason is not None:
-                reason = f"diverged at step {trainer.global_step}: {reason}"
-                trial.set_user_attr("diverged", reason)
-                raise optuna.TrialPruned(reason)
-
-        def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            trial.set_user_attr("epochs", trainer.current_epoch + 1)
-
-    return DivergenceStop()
+    return DivergenceStop(trial)
 
 
 class _Surplus(Exception):
@@ -268,6 +181,7 @@ def _train_trial(
         train_config,
         callbacks=[
             _monitor_callback(trial),
+            _epochs_run(trial),
             _metric_check(config.objective.metric),
             *(() if ATTR_BASELINE in trial.user_attrs else (_pruning_callback(trial, config),)),
         ],
@@ -278,7 +192,6 @@ def _train_trial(
     logged = scalar_metrics(trainer.callback_metrics)
     own = train_config.module is not None  # a module of your own: keep all it logged
     metrics = {k: v for k, v in logged.items() if own or k.startswith("val_")}
-    metrics["epochs"] = float(trainer.current_epoch)
     metrics["steps"] = float(trainer.global_step)
     if (
         module_factory is None
