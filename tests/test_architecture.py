@@ -386,3 +386,17 @@ def test_an_upward_import_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         "lrtune.lr_range (core) imports lrtune.report (edge)",
         "lrtune.study._runner (study runner) imports lrtune.dashboard (edge)",
     ]
+
+
+def test_no_class_is_defined_inside_a_function() -> None:
+    """Classes live at module level, where they can be tested and pickled on their own
+    (issue 25: the trial callbacks were classes inside functions)."""
+    nested = [
+        f"{_module_name(f)}.{node.name}.{sub.name}"
+        for f in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(f.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        for sub in ast.walk(node)
+        if isinstance(sub, ast.ClassDef)
+    ]
+    assert nested == []
