@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -312,8 +312,7 @@ class Analysis:
 
 SKIP_END = 1
 """Points at the end of a sweep :func:`analyze` leaves out (Lightning's ``skip_end``): the
-step that fired the stop rule (a blow-up, a NaN), which would pull its neighbours'
-smoothing up. Checked by the regret benchmark (docs/BENCHMARKS.md, issue 22)."""
+step that fired the stop rule (docs/BENCHMARKS.md, issue 22: no regret lost, a little won)."""
 
 
 def analyze(
@@ -418,9 +417,8 @@ def probe_candidates(
 
     A range test changes the LR every step and favours LRs that are too small (a greedy,
     short-horizon signal); short constant-LR probes are biased the other way, so the
-    candidates reach above the suggestion. None is below it by default (``below=0``): on
-    the benchmark the one below won 3 of 90 runs and dropping it saved a sixth of the
-    probes at the same regret (docs/BENCHMARKS.md, issue 14, third round).
+    candidates reach above the suggestion. None is below it by default (``below=0``): the
+    one below won 3 of 90 benchmark runs (docs/BENCHMARKS.md, issue 14, third round).
     """
     if count < 1 or spacing <= 0 or below < 0:
         raise ConfigError(
@@ -547,8 +545,6 @@ class LRFinderResult:
         """Equal when the JSON forms are (so a skipped point's NaN equals a NaN)."""
         return isinstance(other, LRFinderResult) and self.to_dict() == other.to_dict()
 
-    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass with eq
-
     @property
     def min_loss(self) -> float | None:
         """Lowest smoothed loss of the sweep (``None`` if no finite loss)."""
@@ -582,29 +578,34 @@ class LRFinderResult:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> LRFinderResult:
-        """Inverse of :meth:`to_dict`."""
-        nan = float("nan")
-        bracket = data.get("bracket")
+    def from_dict(cls, data: Mapping[str, Any]) -> LRFinderResult:
+        """Inverse of :meth:`to_dict` (its ``None`` for a non-finite number becomes NaN)."""
+
+        def num(value: Any) -> float:
+            return math.nan if value is None else float(value)
+
+        def maybe(value: Any) -> float | None:
+            return None if value is None else float(value)
+
+        bracket, stop = data.get("bracket"), data.get("stop_reason")
         return cls(
-            lrs=list(data["lrs"]),  # type: ignore[call-overload]
-            losses=[nan if v is None else v for v in data["losses"]],  # type: ignore[attr-defined]
-            smoothed=[nan if v is None else v for v in data["smoothed"]],  # type: ignore[attr-defined]
-            suggestion=data.get("suggestion"),  # type: ignore[arg-type]
+            lrs=[num(v) for v in data["lrs"]],
+            losses=[num(v) for v in data["losses"]],
+            smoothed=[num(v) for v in data["smoothed"]],
+            suggestion=maybe(data.get("suggestion")),
             reason=str(data.get("reason", "")),
-            suggestions=dict(data.get("suggestions") or {}),  # type: ignore[call-overload]
-            bracket=tuple(bracket) if bracket else None,  # type: ignore[arg-type]
+            suggestions={str(k): maybe(v) for k, v in (data.get("suggestions") or {}).items()},
+            bracket=(num(bracket[0]), num(bracket[1])) if bracket else None,
             method=str(data.get("method", "bracket")),
             target=str(data.get("target", "constant")),
-            stop_reason=data.get("stop_reason"),  # type: ignore[arg-type]
-            num_steps=int(data.get("num_steps", len(data["lrs"]))),  # type: ignore[call-overload, arg-type]
-            seconds=float(data.get("seconds", 0.0)),  # type: ignore[arg-type]
+            stop_reason=None if stop is None else str(stop),
+            num_steps=int(data.get("num_steps", len(data["lrs"]))),
+            seconds=float(data.get("seconds", 0.0)),
             label=str(data.get("label", "")),
             probes=[
-                {**p, "loss": nan if p.get("loss") is None else p["loss"]}  # type: ignore[attr-defined, index]
-                for p in data.get("probes") or []  # type: ignore[attr-defined]
+                {str(k): num(v) for k, v in probe.items()} for probe in data.get("probes") or []
             ],
-            sweep_suggestion=data.get("sweep_suggestion", data.get("suggestion")),  # type: ignore[arg-type]
+            sweep_suggestion=maybe(data.get("sweep_suggestion", data.get("suggestion"))),
         )
 
     def plot(self, *, title: str | None = None) -> object:
