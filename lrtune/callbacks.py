@@ -202,7 +202,8 @@ class LRFinder:
 
     def plot(self, suggest: bool = True, show: bool = False, ax: Any = None) -> Any:
         """Loss vs LR as a plotly ``Figure`` (Lightning draws with matplotlib): the bracket
-        shaded and the suggestion marked; ``show`` opens it."""
+        shaded and the suggestion always marked (``suggest`` is taken for Lightning's
+        signature); ``show`` opens it; ``ax`` (a matplotlib axis) is refused."""
         if ax is not None:
             raise ConfigError("plot(ax=...): lrtune draws with plotly, not on a matplotlib axis")
         figure = self.result.plot()
