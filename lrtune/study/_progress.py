@@ -85,8 +85,9 @@ def print_summary(study: optuna.Study, stream: TextIO) -> None:
     from lrtune.space import describe_space
 
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    best_per = best_per_optimizer(trials_with_tests(study), maximize)
-    states = [t.state for t in study.get_trials(deepcopy=False)]
+    trials = trials_with_tests(study)  # one read of the storage for the whole summary
+    best_per = best_per_optimizer(trials, maximize)
+    states = [t.state for t in trials]
     print(
         f"study {study.study_name}: {states.count(TrialState.COMPLETE)} complete, "
         f"{states.count(TrialState.PRUNED)} pruned, {states.count(TrialState.FAIL)} failed",
@@ -111,7 +112,7 @@ def print_summary(study: optuna.Study, stream: TextIO) -> None:
             f"{cfg.get('schedule', {}).get('name', '')}",
             file=stream,
         )
-    comparison = tuned_vs_tuning_free(study.get_trials(deepcopy=False), maximize)
+    comparison = tuned_vs_tuning_free(trials, maximize)
     if comparison is not None:
         metric = study.metric_names[0] if study.metric_names else "value"
         print(describe_tuned_vs_tuning_free(comparison, metric), file=stream)
