@@ -231,7 +231,6 @@ class LRRangeTest(pl.Callback):
             cycles through the training data as often as needed: the Trainer's
             ``max_epochs``/``limit_train_batches`` do not cut it short.
         mode: ``exponential`` (default) or ``linear`` spacing of the LRs.
-        smoothing: EMA factor used to smooth the losses (default 0.9).
         divergence_threshold: Stop when the smoothed loss rises above its best by more than
             this many times how far it had fallen (default 3). Shifting or scaling the loss
             does not change when this fires.
@@ -242,7 +241,6 @@ class LRRangeTest(pl.Callback):
         epoch: Run at the start of this epoch instead of at fit start.
         step: Run before this global step instead (mid-epoch is fine).
         apply: Apply the suggestion to the optimizer and schedulers (default ``False``).
-        stop_after: Stop ``fit`` after the test (what :func:`~lrtune.find_lr` uses).
         label: Name for the result (plots, tables).
         verify: After the sweep, check its suggestion with short constant-LR probes
             (default ``True``: :class:`~lrtune.Verification` with its defaults; pass a
@@ -290,14 +288,12 @@ class LRRangeTest(pl.Callback):
         num_steps: int = 100,
         *,
         mode: Mode = "exponential",
-        smoothing: float = 0.9,
         divergence_threshold: float = 3.0,
         method: str = "bracket",
         target: Literal["auto", "constant", "max"] = "auto",
         epoch: int | None = None,
         step: int | None = None,
         apply: bool = False,
-        stop_after: bool = False,
         label: str = "",
         verify: bool | Verification = True,
         update_attr: bool | str = False,
@@ -308,8 +304,6 @@ class LRRangeTest(pl.Callback):
         if num_training_steps is not None:
             num_steps = num_training_steps
         self._lrs = lr_sweep(min_lr, max_lr, num_steps, mode)
-        if not 0.0 <= smoothing < 1.0:
-            raise ConfigError(f"smoothing must be in [0, 1), got {smoothing!r}")
         if not isinstance(early_stop_threshold, EllipsisType):
             divergence_threshold = (
                 math.inf if early_stop_threshold is None else early_stop_threshold
@@ -324,14 +318,13 @@ class LRRangeTest(pl.Callback):
             raise ConfigError("give epoch or step, not both")
         if (epoch is not None and epoch < 0) or (step is not None and step < 0):
             raise ConfigError(f"epoch/step must be >= 0, got {epoch if step is None else step}")
-        self._smoothing = smoothing
         self._threshold = divergence_threshold
         self._method = method
         self._target = target
         self._epoch = epoch
         self._step = step
         self._apply = apply
-        self._stop_after = stop_after
+        self._stop_after = False  # find_lr's: stop fit once the test has run
         self._label = label
         self._update_attr = attr_name if update_attr is True and attr_name else update_attr
         self._attr: str | None = None
@@ -409,7 +402,6 @@ class LRRangeTest(pl.Callback):
                 result = LRFinderResult.from_sweep(
                     lrs,
                     losses,
-                    beta=self._smoothing,
                     method=self._method,
                     target=target,  # type: ignore[arg-type]
                     stop_reason=stop_reason,
@@ -464,7 +456,7 @@ class LRRangeTest(pl.Callback):
         accumulate = max(1, int(trainer.accumulate_grad_batches))
         batches = cycle(trainer, module, loader)
         direct = plain_steps(trainer, module, self)
-        rule = DivergenceRule(beta=self._smoothing, threshold=self._threshold)
+        rule = DivergenceRule(threshold=self._threshold)
         module.train()
         lrs: list[float] = []
         losses: list[float] = []

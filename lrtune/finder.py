@@ -12,12 +12,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import lightning.pytorch as pl
 
 from lrtune._state import DataPosition
+from lrtune._trainer import TrainerOptions, check_options, lean_trainer, options_for
 from lrtune._verify import Verification
 from lrtune.callbacks import LRRangeTest, lr_attribute
 from lrtune.errors import ConfigError
 from lrtune.lr_range import LRFinderResult, Mode
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from lrtune.config import TrainConfig
 
 __all__ = ["compare_optimizers", "find_lr"]
@@ -33,20 +36,13 @@ def find_lr(
     max_lr: float = 10.0,
     num_steps: int = 100,
     mode: Mode = "exponential",
-    smoothing: float = 0.9,
     divergence_threshold: float = 3.0,
     method: str = "bracket",
     target: Literal["auto", "constant", "max"] = "auto",
-    accelerator: str = "auto",
-    devices: int | list[int] = 1,
-    precision: str | None = None,
-    gradient_clip_val: float | None = None,
-    gradient_clip_algorithm: str | None = None,
-    accumulate_grad_batches: int = 1,
-    callbacks: Sequence[pl.Callback] = (),
     update_attr: bool | str | None = None,
     label: str = "",
     verify: bool | Verification = True,
+    **trainer_options: Unpack[TrainerOptions],
 ) -> LRFinderResult:
     """Run Leslie Smith's LR range test on ``module`` and restore it afterwards.
 
@@ -68,20 +64,10 @@ def find_lr(
         max_lr: Last LR of the sweep (default 10).
         num_steps: Optimizer steps in the sweep (default 100, at least 10).
         mode: ``exponential`` (default) or ``linear`` LR spacing.
-        smoothing: EMA factor for the losses (default 0.9).
         divergence_threshold: See :class:`~lrtune.LRRangeTest` (default 3).
         method: Suggestion method (default ``bracket``).
         target: ``constant``, ``max`` or ``auto`` (default: ``max`` for one-cycle or
             warm-up schedules).
-        accelerator: Lightning accelerator (default ``auto``: GPU when present).
-        devices: Which one device, as Lightning takes it (default 1: the first; ``[2]``:
-            the third GPU). The test runs on one device.
-        precision: Lightning precision, e.g. ``bf16-mixed`` (default: Lightning's).
-        gradient_clip_val: Clip gradients as in training (default: no clipping).
-        gradient_clip_algorithm: ``norm`` or ``value``.
-        accumulate_grad_batches: Micro-batches per optimizer step; their losses are
-            averaged into one point (default 1).
-        callbacks: Extra callbacks for the Trainer.
         update_attr: Write the suggestion where the module keeps its LR, as Lightning's
             ``Tuner.lr_find(update_attr=...)`` does: ``True`` finds ``lr`` or
             ``learning_rate``; a name (e.g. ``"lr"``) is that field. The field is looked
@@ -96,14 +82,22 @@ def find_lr(
             stay healthy over a run as long as the sweep (default ``True``:
             :class:`~lrtune.Verification` with its defaults; ``False``: the sweep's answer
             alone; see :class:`~lrtune.LRRangeTest`).
+        **trainer_options: The Trainer the test runs in (:class:`~lrtune.TrainerOptions`):
+            ``accelerator`` (default ``auto``: GPU when present), ``devices`` (one device;
+            default 1, the first), ``precision`` (e.g. ``bf16-mixed``),
+            ``gradient_clip_val`` and ``gradient_clip_algorithm`` (clip as in training),
+            ``accumulate_grad_batches`` (micro-batches per optimizer step; their losses are
+            averaged into one point) and extra ``callbacks``.
 
     Returns:
         An :class:`~lrtune.lr_range.LRFinderResult`; ``suggestion`` is ``None`` (with
         ``reason``) when the loss never fell or was not finite from the start.
 
     Raises:
-        ConfigError: Bad bounds, no training data, no optimizer or several optimizers.
+        ConfigError: Bad bounds, no training data, no optimizer or several optimizers, an
+            unknown Trainer option.
     """
+    options = check_options(trainer_options, "find_lr")
     if train_dataloaders is not None and datamodule is not None:
         raise ConfigError("find_lr takes train_dataloaders or datamodule, not both")
     if train_dataloaders is None and datamodule is None:
@@ -120,37 +114,17 @@ def find_lr(
         max_lr,
         num_steps,
         mode=mode,
-        smoothing=smoothing,
         divergence_threshold=divergence_threshold,
         method=method,
         target=target,
-        stop_after=True,
         label=label,
         verify=verify,
         update_attr=attr or False,
     )
-    kwargs: dict[str, Any] = {}
-    if precision is not None:
-        kwargs["precision"] = precision
-    if gradient_clip_val is not None:
-        kwargs["gradient_clip_val"] = gradient_clip_val
-        kwargs["gradient_clip_algorithm"] = gradient_clip_algorithm or "norm"
-    from lrtune.components import trainer_class
-
-    trainer = trainer_class(module)(
-        accelerator=accelerator,
-        devices=devices,
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        accumulate_grad_batches=accumulate_grad_batches,
-        callbacks=[finder, *callbacks],
-        **kwargs,
-    )
+    finder._stop_after = True  # one Trainer per call, stopped once the test has run
+    kwargs: dict[str, Any] = {"devices": 1, **options, "max_epochs": 1, "limit_val_batches": 0}
+    kwargs["callbacks"] = [finder, *options.get("callbacks", ())]
+    trainer = lean_trainer(module, **kwargs)
     # fit draws from the RNGs before the callback's snapshot (e.g. a shuffled DataLoader's
     # seed when its iterator is made): put them back so the data order is as before the call
     position = DataPosition.take(train_dataloaders)
@@ -229,9 +203,6 @@ def compare_optimizers(
             **config.model_options,
         )  # fmt: skip
         initial = copy.deepcopy(model.state_dict())
-    accelerator = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu", "mps": "mps"}.get(
-        config.device, "auto"
-    )
     results = []
     for info in infos:
         if info.no_range_test:  # said plainly, in the result, instead of a sweep
@@ -258,12 +229,9 @@ def compare_optimizers(
             max_lr=max_lr if max_lr is not None else high * 10,
             num_steps=num_steps,
             method=method,
-            accelerator=accelerator,
-            precision=config.precision,
-            gradient_clip_val=config.clip.threshold if config.clip.kind != "none" else None,
-            gradient_clip_algorithm=config.clip.kind if config.clip.kind != "none" else None,
             label=info.name,
             verify=verify,
+            **options_for(config),
         )
         results.append(result)
         if progress is not None:

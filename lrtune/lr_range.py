@@ -514,7 +514,7 @@ class LRFinderResult:
         lrs: Sequence[float],
         losses: Sequence[float],
         *,
-        beta: float,
+        beta: float = 0.9,
         method: str,
         target: Target,
         stop_reason: str | None,

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 import lightning.pytorch as pl
 from lightning.fabric.utilities.seed import seed_everything
 
+from lrtune._trainer import lean_trainer, options_for
 from lrtune.config import TrainConfig
 from lrtune.data import create_datamodule
 from lrtune.errors import ConfigError
@@ -29,8 +30,6 @@ __all__ = [
     "module_for",
     "train",
 ]
-
-_ACCELERATORS = {"auto": "auto", "cpu": "cpu", "gpu": "gpu", "cuda": "gpu", "mps": "mps"}
 
 
 class EpochReport(pl.Callback):
@@ -184,29 +183,13 @@ def build_trainer(
             that package's ``Trainer`` (default: ``lightning.pytorch``'s).
         **overrides: Any ``Trainer`` argument, winning over the defaults here.
     """
-    kwargs: dict[str, Any] = {
-        "max_epochs": config.epochs,
-        "accelerator": _ACCELERATORS[config.device],
-        "devices": 1,
-        "precision": config.precision,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "num_sanity_val_steps": 0,
-        "callbacks": list(callbacks),
-        **config.clip.trainer_kwargs,
-    }
-    kwargs.update(overrides)
+    callbacks = list(callbacks)
     if get_optimizer_info(config.optimizer.name).schedule_free:
         from lrtune._schedule_free import ScheduleFreeModes
 
-        kwargs["callbacks"] = [*kwargs["callbacks"], ScheduleFreeModes()]
-    if module is not None:
-        from lrtune.components import trainer_class
-
-        return trainer_class(module)(**kwargs)  # type: ignore[no-any-return]
-    return pl.Trainer(**kwargs)
+        callbacks.append(ScheduleFreeModes())
+    kwargs = {"max_epochs": config.epochs, "devices": 1, **options_for(config), **overrides}
+    return lean_trainer(module, **kwargs, callbacks=callbacks)
 
 
 def _metric(metrics: dict[str, Any], key: str) -> float:

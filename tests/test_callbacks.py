@@ -535,7 +535,6 @@ def test_nan_loss_at_the_first_step() -> None:
         ({"epoch": 1, "step": 7}, "epoch or step"),
         ({"epoch": -1}, "epoch/step"),
         ({"mode": "cubic"}, "mode"),
-        ({"smoothing": 1.0}, "smoothing"),
         ({"divergence_threshold": 0.0}, "divergence_threshold"),
         ({"method": "best"}, "unknown method"),
         ({"target": "peak"}, "target"),

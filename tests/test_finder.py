@@ -194,6 +194,8 @@ def test_one_data_source() -> None:
         ({"min_lr": 1.0, "max_lr": 1e-3}, "max_lr"),
         ({"num_steps": 5}, "num_steps"),
         ({"method": "nope"}, "unknown method"),
+        ({"smoothing": 0.5}, r"unknown Trainer option 'smoothing'; known: accelerator, "),
+        ({"max_epochs": 3}, "unknown Trainer option 'max_epochs'"),
     ],
 )
 def test_bad_arguments(kwargs: dict, match: str) -> None:
