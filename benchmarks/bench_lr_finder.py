@@ -83,23 +83,23 @@ from torch import nn
 from lrtune import Verification, _verify, lr_range
 from lrtune.config import OptimizerConfig
 from lrtune.data import DigitsDataModule, MNISTDataModule
-from lrtune.finder import find_lr
-from lrtune.lr_range import fit_probe
 from lrtune.models import create_model
 from lrtune.module import ClassifierModule
 from lrtune.optimizers import get_optimizer_info
+from lrtune.range_test import fit_probe
+from lrtune.range_test._find import find_lr
 
 _REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = _REPO.parent / "shared" / "data" / "mnist"
 
 LRTUNE_METHODS = ("steepest", "valley", "minimum", "bracket")
-# ``bracket-high`` is no method of lrtune.lr_range.METHODS: it is the upper end of
+# ``bracket-high`` is no method of lrtune.range_test.METHODS: it is the upper end of
 # ``result.bracket`` (where the smoothed loss has done 90% of its fall), what
 # ``target="max"`` returns; measured as an extra candidate for the default.
 # The verification stage (find_lr(verify=True)) in a few variants, calibrated
 # leave-one-setting-out (see leave_one_setting_out): the last rung's probe steps x the
 # successive-halving rungs. Each ``-fit`` variant is its base variant's probes with the
-# winner refined between its neighbours (lrtune.lr_range.fit_probe, what probe_fit=True
+# winner refined between its neighbours (lrtune.range_test.fit_probe, what probe_fit=True
 # does), computed from the recorded probes: same time, no second run.
 # ``-grid``: candidates on the fixed log grid 10**(k/3) (probe_grid=True); ``-k2``: the
 # best 2 of 5 candidates go on to the second rung, not 3 (probe_keep=0.4). ``--variants``
@@ -466,7 +466,7 @@ def test_accuracy(module: ClassifierModule, dm: Any) -> tuple[float, bool]:
 def candidate_rule(options: dict[str, Any]) -> Any:
     """A context in which the probes use the candidate rule of a variant's ``offset`` and
     ``below`` (keys popped from ``options``): no ``find_lr`` options, these variants swap
-    the candidate function (lrtune.lr_range.probe_candidates) for the call. ``whole``
+    the candidate function (lrtune.range_test.probe_candidates) for the call. ``whole``
     scores on the validation batches as the loader gives them, unsplit (the rule before
     held-out batches were cut into chunks for the margin's standard error)."""
     rule = {k: options.pop(k) for k in ("offset", "below") if k in options}

@@ -230,20 +230,20 @@ def _probe_steps(result: dict[str, Any]) -> int:
 def run_efficiency_study(
     variant: str, seed: int, n_trials: int, data_dir: Path, workdir: Path
 ) -> dict[str, Any]:
-    import lrtune.finder
+    import lrtune.range_test._find
     from lrtune.study import search
 
     name = f"bench-{variant}-s{seed}-{uuid.uuid4().hex[:8]}"
     storage = str(workdir / f"{name}.journal")
     config = efficiency_config(variant, seed, n_trials, data_dir, storage, name)
-    original = lrtune.finder.compare_optimizers
+    original = lrtune.range_test._find.compare_optimizers
     timed = _TimedCall(original)
-    lrtune.finder.compare_optimizers = timed  # search() imports it at call time
+    lrtune.range_test._find.compare_optimizers = timed  # search() imports it at call time
     start = time.perf_counter()
     try:
         study = search(config, progress=None)
     finally:
-        lrtune.finder.compare_optimizers = original
+        lrtune.range_test._find.compare_optimizers = original
     total = time.perf_counter() - start
     trials = _trial_rows(study)
     lr_auto = study.user_attrs.get("lrtune.lr_auto", {})

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from lrtune._verify import Verification
-    from lrtune.callbacks import LRFinder, LRRangeTest
+    from lrtune._trainer import TrainerOptions
     from lrtune.config import (
         ClipConfig,
         OptimizerConfig,
@@ -23,26 +22,30 @@ if TYPE_CHECKING:
         train_config_from,
     )
     from lrtune.errors import ConfigError, DataError, LrtuneError
-    from lrtune.finder import compare_optimizers, find_lr
     from lrtune.hooks import SearchCallback
-    from lrtune.lr_range import LRFinderResult
     from lrtune.module import ClassifierModule
+    from lrtune.range_test import LRFinderResult, RangeTestResult
+    from lrtune.range_test._callback import LRFinder, LRRangeTest
+    from lrtune.range_test._find import compare_optimizers, find_lr
+    from lrtune.range_test._tuner import lr_find
+    from lrtune.range_test._verify import Verification
     from lrtune.report import write_report
     from lrtune.study import search
     from lrtune.training import TrainResult, build_trainer, train
-    from lrtune.tuner import lr_find
 
 _EXPORTS = {
     "search": "lrtune.study",
     "SearchCallback": "lrtune.hooks",
     "StudyConfig": "lrtune.config",
-    "LRRangeTest": "lrtune.callbacks",
-    "Verification": "lrtune._verify",
-    "find_lr": "lrtune.finder",
-    "lr_find": "lrtune.tuner",
-    "LRFinder": "lrtune.callbacks",
-    "compare_optimizers": "lrtune.finder",
-    "LRFinderResult": "lrtune.lr_range",
+    "LRRangeTest": "lrtune.range_test._callback",
+    "Verification": "lrtune.range_test._verify",
+    "find_lr": "lrtune.range_test._find",
+    "lr_find": "lrtune.range_test._tuner",
+    "LRFinder": "lrtune.range_test._callback",
+    "compare_optimizers": "lrtune.range_test._find",
+    "RangeTestResult": "lrtune.range_test",
+    "LRFinderResult": "lrtune.range_test",
+    "TrainerOptions": "lrtune._trainer",
     "ClipConfig": "lrtune.config",
     "OptimizerConfig": "lrtune.config",
     "ScheduleConfig": "lrtune.config",
@@ -68,11 +71,13 @@ __all__ = [
     "LRRangeTest",
     "LrtuneError",
     "OptimizerConfig",
+    "RangeTestResult",
     "ScheduleConfig",
     "SearchCallback",
     "StudyConfig",
     "TrainConfig",
     "TrainResult",
+    "TrainerOptions",
     "Verification",
     "__version__",
     "build_trainer",

@@ -118,7 +118,12 @@ class ScheduleFreeModes(pl.Callback):
 def _batchnorm_from_training_data(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
     """:func:`recompute_batchnorm` over the first training batches through
     ``training_step``; the data's position and torchmetrics states are put back after."""
-    from lrtune._steps import device_batches, logging_off, metric_states, restore_metric_states
+    from lrtune.range_test._steps import (
+        device_batches,
+        logging_off,
+        metric_states,
+        restore_metric_states,
+    )
 
     loader = trainer.train_dataloader
     position = DataPosition.take(loader)

@@ -1,7 +1,7 @@
 """Random streams and a training loader's position: capture and restore.
 
-Shared by :class:`lrtune.callbacks.LRRangeTest` (which restores them after its sweep) and
-:func:`lrtune.finder.find_lr` (which runs the sweep without a ``fit``).
+Shared by :class:`lrtune.range_test._callback.LRRangeTest` (which restores them after its sweep) and
+:func:`lrtune.range_test._find.find_lr` (which runs the sweep without a ``fit``).
 """
 
 from __future__ import annotations

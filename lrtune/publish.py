@@ -26,7 +26,7 @@ from lrtune.artifacts import (
 )
 from lrtune.config import StudyConfig
 from lrtune.hooks import SearchCallback
-from lrtune.lr_range import LRFinderResult
+from lrtune.range_test import RangeTestResult
 from lrtune.report import lr_curves_figure, study_note, write_html, write_report
 from lrtune.results import ATTR_LR_AUTO, finished_count
 from lrtune.storage import DEFAULT_STORAGE, mask_url
@@ -63,7 +63,7 @@ class DashboardPublisher(SearchCallback):
         self, study: optuna.Study, config: StudyConfig, lr_auto: Mapping[str, Any]
     ) -> None:
         """Upload ``lr: auto``'s range-test curves as an HTML artifact (once per study)."""
-        results = [LRFinderResult.from_dict(v["result"]) for v in lr_auto.values()
+        results = [RangeTestResult.from_dict(v["result"]) for v in lr_auto.values()
                    if v.get("result")]  # fmt: skip
         if not results:
             return

@@ -7,8 +7,8 @@ POINT is where the process stops, announces itself and waits to be killed:
 
 ``range-test``
     after the first optimizer's LR range test of ``lr: auto``: the set-up lock is held and
-    ``lrtune.lr_auto`` is not stored yet (``lrtune.finder.compare_optimizers`` is wrapped to
-    pass a ``progress`` callback; ``_auto_lr`` imports it at call time).
+    ``lrtune.lr_auto`` is not stored yet (``lrtune.range_test._find.compare_optimizers`` is
+    wrapped to pass a ``progress`` callback; ``_auto_lr`` imports it at call time).
 ``between``
     after the progress line of the K-th finished trial. Progress lines are written by
     lrtune's Optuna trial callback: that trial is already COMPLETE and the next one is not
@@ -103,9 +103,9 @@ def install(spec: dict[str, Any]) -> None:
             _hold_first_trial(_FLAG)
         return
     if point == "range-test":
-        import lrtune.finder
+        import lrtune.range_test._find
 
-        compare = lrtune.finder.compare_optimizers
+        compare = lrtune.range_test._find.compare_optimizers
 
         def compare_then_stop(*args: Any, **kwargs: Any) -> Any:
             def progress(result: Any) -> None:
@@ -113,7 +113,7 @@ def install(spec: dict[str, Any]) -> None:
 
             return compare(*args, **{**kwargs, "progress": progress})
 
-        lrtune.finder.compare_optimizers = compare_then_stop
+        lrtune.range_test._find.compare_optimizers = compare_then_stop
     elif point == "test-pass":  # every trial finished; the best ones' test split not yet
         from lrtune.study._test_pass import HeldWeights
 

@@ -32,7 +32,8 @@ LAYERS: dict[str, int] = {
     "lrtune.optimizers": CORE,
     "lrtune.schedules": CORE,
     "lrtune.models": CORE,
-    "lrtune.lr_range": CORE,
+    "lrtune.range_test": CORE,  # the math and the result; its Lightning modules below
+    "lrtune.lr_range": CORE,  # old import path (an alias module)
     "lrtune.space": CORE,
     "lrtune._sampler": CORE,
     "lrtune.storage": CORE,
@@ -46,11 +47,15 @@ LAYERS: dict[str, int] = {
     "lrtune.module": LIGHTNING,
     "lrtune._state": LIGHTNING,
     "lrtune.components": LIGHTNING,
-    "lrtune._steps": LIGHTNING,
+    "lrtune._trainer": LIGHTNING,
+    "lrtune.range_test._steps": LIGHTNING,
     "lrtune._schedule_free": LIGHTNING,
-    "lrtune._verify": LIGHTNING,
+    "lrtune.range_test._verify": LIGHTNING,
+    "lrtune.range_test._callback": LIGHTNING,
+    "lrtune.range_test._find": LIGHTNING,
+    "lrtune.range_test._tuner": LIGHTNING,
     "lrtune._trial_callbacks": LIGHTNING,
-    "lrtune.callbacks": LIGHTNING,
+    "lrtune.callbacks": LIGHTNING,  # old import paths (alias modules)
     "lrtune.finder": LIGHTNING,
     "lrtune.tuner": LIGHTNING,
     "lrtune.training": LIGHTNING,
@@ -70,8 +75,8 @@ LAYERS: dict[str, int] = {
 
 # Upward imports that are allowed, each inside a function and with its reason.
 ALLOWED_UPWARD = {
-    ("lrtune.lr_range", "lrtune.report"): (
-        "LRFinderResult.plot() draws through lrtune.report.plot_lr_range at call time"
+    ("lrtune.range_test._result", "lrtune.report"): (
+        "RangeTestResult.plot() draws through lrtune.report.plot_lr_range at call time"
     ),
 }
 
@@ -244,7 +249,7 @@ def test_every_module_has_a_layer() -> None:
 
 def test_imports_form_no_cycle() -> None:
     """No cycle but the allowed lazy upward imports (``result.plot()`` closes
-    lr_range -> report -> lr_range at call time, by design)."""
+    range_test._result -> report -> range_test._result at call time, by design)."""
     graph, _, eager = import_graph()
     for (module, target), _reason in ALLOWED_UPWARD.items():
         for name in (target, f"{target}.__init__"):
@@ -372,7 +377,8 @@ def test_an_upward_import_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         {
             "__init__.py": '"""x"""\n',
             "config.py": '"""x"""\n\n\ndef f():\n    from lrtune.report import g\n',
-            "lr_range.py": '"""x"""\nfrom lrtune.report import plot_lr_range\n',
+            "range_test/__init__.py": '"""x"""\n',
+            "range_test/_result.py": '"""x"""\nfrom lrtune.report import plot_lr_range\n',
             "report.py": '"""x"""\n',
             "study/__init__.py": '"""x"""\n',
             "study/_runner.py": '"""x"""\nimport lrtune.dashboard\n',
@@ -383,7 +389,7 @@ def test_an_upward_import_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert layer_violations(graph, eager) == [
         "lrtune.config (core) imports lrtune.report (edge)",
         # the allowed lazy edge is not allowed at module level
-        "lrtune.lr_range (core) imports lrtune.report (edge)",
+        "lrtune.range_test._result (core) imports lrtune.report (edge)",
         "lrtune.study._runner (study runner) imports lrtune.dashboard (edge)",
     ]
 

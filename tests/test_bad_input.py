@@ -5,7 +5,7 @@ or file; exits with code 2; prints no traceback and no warnings; and changes no 
 journal file or database that existed is byte-identical, one that did not exist is not
 created, and no ``*.artifacts`` / ``lrtune-artifacts`` folder appears).
 
-Complements tests/test_study_errors.py (study-file fields), tests/test_cli.py (train and
+Complements tests/study/test_study_errors.py (study-file fields), tests/test_cli.py (train and
 find-lr flags), tests/test_report.py (report) and tests/test_dashboard.py (dashboard as a
 process): the cases here are the ones those files do not have. Each case runs the CLI in
 this process with the working directory in ``tmp_path`` and compares a snapshot of every
@@ -31,7 +31,7 @@ import pytest
 
 from tests.cli_errors import assert_one_line_error, fresh_lrtune_logger, run_cli
 
-# A valid, tiny study (as in tests/test_study_errors.py).
+# A valid, tiny study (as in tests/study/test_study_errors.py).
 BASE = """\
 name: bad
 dataset: digits

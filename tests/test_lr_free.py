@@ -172,7 +172,7 @@ def test_modes_follow_training_and_leave_training_unchanged() -> None:
 
 
 def test_range_test_on_schedule_free_and_plainly_none_for_prodigy() -> None:
-    from lrtune.finder import compare_optimizers
+    from lrtune.range_test._find import compare_optimizers
 
     results = compare_optimizers(_config("adam"), ["schedulefree_adamw", "prodigy"],
                                  num_steps=20, verify=False)  # fmt: skip
@@ -183,7 +183,7 @@ def test_range_test_on_schedule_free_and_plainly_none_for_prodigy() -> None:
 
 
 def test_find_lr_on_a_prodigy_module_says_why_not() -> None:
-    from lrtune.finder import find_lr
+    from lrtune.range_test._find import find_lr
 
     config = _config("prodigy")
     datamodule = datamodule_for(config)

@@ -19,7 +19,7 @@ from optuna.trial import TrialState, create_trial
 from lrtune.cli import main
 from lrtune.config import StudyConfig
 from lrtune.errors import ConfigError
-from lrtune.lr_range import LRFinderResult
+from lrtune.range_test import RangeTestResult
 from lrtune.report import lr_curves_figure, study_note, study_report, write_report
 from lrtune.study import load_study
 
@@ -36,11 +36,11 @@ CONFIG = StudyConfig.model_validate(
 )
 
 
-def _range_result(label: str, center: float) -> LRFinderResult:
+def _range_result(label: str, center: float) -> RangeTestResult:
     lrs = np.geomspace(1e-5, 10, 60)
     x = np.log10(lrs) - math.log10(center)
     losses = 2.3 - 1.5 / (1 + np.exp(-3 * (x + 1))) + np.where(x > 0.5, 3 * (x - 0.5) ** 2, 0)
-    return LRFinderResult.from_sweep(
+    return RangeTestResult.from_sweep(
         lrs.tolist(), losses.tolist(), beta=0.5, method="bracket", target="constant",
         stop_reason=None, num_steps=60, seconds=0.1, label=label,
     )  # fmt: skip
@@ -183,7 +183,7 @@ def test_multi_objective_study_is_a_config_error() -> None:
 
 
 def test_finder_figure_code_is_shared(tmp_path: Path) -> None:
-    """`find-lr --out`, LRFinderResult.plot() and the report draw the same figure."""
+    """`find-lr --out`, RangeTestResult.plot() and the report draw the same figure."""
     result = _range_result("adam", 0.003)
     assert result.plot().to_dict() == lr_curves_figure([result]).to_dict()  # type: ignore[attr-defined]
 

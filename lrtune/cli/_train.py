@@ -189,8 +189,8 @@ def find_lr_command(
     Example: lrtune find-lr --dataset mnist --data-dir DIR --model cnn --optimizers sgd,adam
     --out curves.html
     """
-    from lrtune.finder import compare_optimizers
-    from lrtune.lr_range import METHODS
+    from lrtune.range_test import METHODS
+    from lrtune.range_test._find import compare_optimizers
 
     names = [name.strip() for name in optimizers.split(",") if name.strip()]
     if not names:
@@ -210,7 +210,7 @@ def find_lr_command(
         device=device, precision=precision,
     )  # fmt: skip
     cfg = _train_config(config, flags)
-    from lrtune.lr_range import lr_sweep
+    from lrtune.range_test import lr_sweep
 
     for name in names:  # check the bounds before any work
         low, high = get_optimizer_info(name).lr_range

@@ -22,7 +22,9 @@ import torch
 from lightning.pytorch.core.optimizer import _MockOptimizer
 
 from lrtune._schedule_free import train_mode
-from lrtune._steps import (
+from lrtune.errors import ConfigError
+from lrtune.range_test import METHODS, DivergenceRule, Mode, RangeTestResult, analyze, lr_sweep
+from lrtune.range_test._steps import (
     Snapshot,
     base_lrs,
     cycle,
@@ -32,9 +34,7 @@ from lrtune._steps import (
     plain_steps,
     set_lr,
 )
-from lrtune._verify import Verification, as_verification, verify
-from lrtune.errors import ConfigError
-from lrtune.lr_range import METHODS, DivergenceRule, LRFinderResult, Mode, analyze, lr_sweep
+from lrtune.range_test._verify import Verification, as_verification, verify
 
 __all__ = ["LRFinder", "LRRangeTest"]
 
@@ -156,7 +156,7 @@ def write_lr(module: Any, datamodule: Any, name: str, lr: float) -> None:
 
 class LRFinder:
     """What :func:`lr_find` (and :attr:`lrtune.LRRangeTest.optimal_lr`) returns: Lightning's
-    ``_LRFinder`` interface over lrtune's :class:`~lrtune.lr_range.LRFinderResult`.
+    ``_LRFinder`` interface over lrtune's :class:`~lrtune.range_test.RangeTestResult`.
 
     Attributes:
         result: lrtune's whole result: the curve, the probes, ``reason``.
@@ -165,7 +165,7 @@ class LRFinder:
             editing it changes what that recomputes.
     """
 
-    def __init__(self, result: LRFinderResult) -> None:
+    def __init__(self, result: RangeTestResult) -> None:
         self.result = result
         self.results: dict[str, list[float]] = {
             "lr": list(result.lrs),
@@ -330,7 +330,7 @@ class LRRangeTest(pl.Callback):
         self._attr: str | None = None
         plan = as_verification(verify)
         self._plan = plan.resolved(len(self._lrs)) if plan is not None else None
-        self.result: LRFinderResult | None = None
+        self.result: RangeTestResult | None = None
 
     @property
     def state_key(self) -> str:
@@ -366,7 +366,7 @@ class LRRangeTest(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         data = state_dict.get("result")
-        self.result = LRFinderResult.from_dict(data) if data else None
+        self.result = RangeTestResult.from_dict(data) if data else None
 
     # ------------------------------------------------------------------ the test
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -399,7 +399,7 @@ class LRRangeTest(pl.Callback):
                 lrs, losses, stop_reason, skipped = self._sweep(
                     trainer, pl_module, optimizer, loader
                 )
-                result = LRFinderResult.from_sweep(
+                result = RangeTestResult.from_sweep(
                     lrs,
                     losses,
                     method=self._method,

@@ -13,10 +13,10 @@ import lightning.pytorch as pl
 
 from lrtune._state import DataPosition
 from lrtune._trainer import TrainerOptions, check_options, lean_trainer, options_for
-from lrtune._verify import Verification
-from lrtune.callbacks import LRRangeTest, lr_attribute
 from lrtune.errors import ConfigError
-from lrtune.lr_range import LRFinderResult, Mode
+from lrtune.range_test import Mode, RangeTestResult
+from lrtune.range_test._callback import LRRangeTest, lr_attribute
+from lrtune.range_test._verify import Verification
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -43,7 +43,7 @@ def find_lr(
     label: str = "",
     verify: bool | Verification = True,
     **trainer_options: Unpack[TrainerOptions],
-) -> LRFinderResult:
+) -> RangeTestResult:
     """Run Leslie Smith's LR range test on ``module`` and restore it afterwards.
 
     Works for any LightningModule whose ``configure_optimizers`` returns one optimizer (with
@@ -90,7 +90,7 @@ def find_lr(
             averaged into one point) and extra ``callbacks``.
 
     Returns:
-        An :class:`~lrtune.lr_range.LRFinderResult`; ``suggestion`` is ``None`` (with
+        An :class:`~lrtune.range_test.RangeTestResult`; ``suggestion`` is ``None`` (with
         ``reason``) when the loss never fell or was not finite from the start.
 
     Raises:
@@ -157,9 +157,9 @@ def compare_optimizers(
     max_lr: float | None = None,
     num_steps: int = 100,
     method: str = "bracket",
-    progress: Callable[[LRFinderResult], None] | None = None,
+    progress: Callable[[RangeTestResult], None] | None = None,
     verify: bool | Verification = True,
-) -> list[LRFinderResult]:
+) -> list[RangeTestResult]:
     """One range test per optimizer, from the same initial weights and the same data order.
 
     Args:
@@ -175,7 +175,7 @@ def compare_optimizers(
             :func:`find_lr`).
 
     Returns:
-        One :class:`~lrtune.lr_range.LRFinderResult` per optimizer, labelled with its name.
+        One :class:`~lrtune.range_test.RangeTestResult` per optimizer, labelled with its name.
     """
     from lightning.fabric.utilities.seed import seed_everything
 
@@ -239,9 +239,9 @@ def compare_optimizers(
     return results
 
 
-def _not_tested(label: str, why: str, num_steps: int, method: str) -> LRFinderResult:
+def _not_tested(label: str, why: str, num_steps: int, method: str) -> RangeTestResult:
     """The result of a range test that does not apply to an optimizer: no curve, ``why``."""
-    return LRFinderResult(
+    return RangeTestResult(
         lrs=[], losses=[], smoothed=[], suggestion=None, reason=f"no range test: {why}",
         suggestions={}, bracket=None, method=method, target="constant", stop_reason=None,
         num_steps=num_steps, seconds=0.0, label=label,

@@ -5,7 +5,7 @@ optimizers, schedulers, grad scaler, RNG streams, torchmetrics states, the datal
 position) and puts it back; :func:`one_step` runs one optimizer step through the Trainer's
 strategy, or directly when Lightning's step machinery would add nothing
 (:func:`plain_steps`); :func:`cycle` yields device batches from a loader as often as needed.
-Used by :mod:`lrtune.callbacks` (the sweep) and :mod:`lrtune._verify` (the probes).
+Used by ``_callback`` (the sweep) and ``_verify`` (the probes).
 """
 
 from __future__ import annotations

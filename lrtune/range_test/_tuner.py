@@ -1,8 +1,8 @@
 """``lr_find(trainer, model, ...)``: lrtune's range test, called the way Lightning's is.
 
 ``Tuner(trainer).lr_find(model, ...)`` becomes ``lrtune.lr_find(trainer, model, ...)`` with
-the same arguments, and the answer (:class:`~lrtune.callbacks.LRFinder`) has the interface
-of Lightning's ``_LRFinder`` (``suggestion()``, ``results``, ``plot()``). The work is
+the same arguments, and the answer (:class:`~lrtune.LRFinder`) has the interface of
+Lightning's ``_LRFinder`` (``suggestion()``, ``results``, ``plot()``). The work is
 :func:`lrtune.find_lr`'s: this module only maps Lightning's argument names and reads the
 Trainer's device, precision, gradient clipping and accumulation. What changes for a user
 is in the README ("From Lightning's lr_find") and docs/LIGHTNING_PARITY.md.
@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 
-from lrtune.callbacks import LRFinder
 from lrtune.errors import ConfigError
-from lrtune.lr_range import Mode
+from lrtune.range_test import Mode
+from lrtune.range_test._callback import LRFinder
 
 if TYPE_CHECKING:
-    from lrtune._verify import Verification
+    from lrtune.range_test._verify import Verification
 
 __all__ = ["lr_find"]
 
@@ -98,7 +98,7 @@ def lr_find(
     Raises:
         ConfigError: A bad argument, a missing LR field, no data, or not one optimizer.
     """
-    from lrtune.finder import find_lr
+    from lrtune.range_test._find import find_lr
 
     if method != "fit":
         raise ConfigError(f"lr_find: method={method!r}: the LR finder runs for 'fit' only")

@@ -7,7 +7,7 @@ are too small; short constant-LR probes are biased the other way (a probe a few 
 long does not last long enough to show a late divergence). So:
 
 1. a few candidate LRs from the sweep's suggestion up to its stability edge
-   (:func:`~lrtune.lr_range.probe_candidates`) each train from the same weights, optimizer
+   (:func:`~lrtune.range_test.probe_candidates`) each train from the same weights, optimizer
    state and batches, are scored on the same held-out batches, and the best few train on
    (successive halving);
 2. the sweep's own suggestion always reaches the last rung (``baseline``); of the last rung,
@@ -15,7 +15,7 @@ long does not last long enough to show a late divergence). So:
    the paired, per-batch difference wins (default 0: the lowest held-out loss);
 3. a winner above the sweep's suggestion trains on to ``confirm`` times the probe length
    and must stay healthy there: every loss finite, no spike of the training loss
-   (:class:`~lrtune.lr_range.DivergenceRule`), and a held-out loss that has not turned up
+   (:class:`~lrtune.range_test.DivergenceRule`), and a held-out loss that has not turned up
    beyond its noise. A winner that fails loses to the next candidate down, which is
    confirmed the same way; the sweep's own suggestion needs no confirmation.
 
@@ -35,7 +35,9 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from lrtune._steps import (
+from lrtune.errors import ConfigError
+from lrtune.range_test import DivergenceRule, RangeTestResult, fit_probe, probe_candidates
+from lrtune.range_test._steps import (
     Snapshot,
     cycle,
     device_batches,
@@ -45,8 +47,6 @@ from lrtune._steps import (
     plain_steps,
     set_lr,
 )
-from lrtune.errors import ConfigError
-from lrtune.lr_range import DivergenceRule, LRFinderResult, fit_probe, probe_candidates
 
 __all__ = ["Verification", "clear_winner", "verify"]
 
@@ -86,7 +86,7 @@ class Verification:
             beat it at full probe length (default ``True``; a slow starter, e.g. RAdam or a
             BatchNorm net, can trail after a short first rung and lead later).
         fit: Refine the winner between its neighbours by a parabola (default ``False``;
-            :func:`~lrtune.lr_range.fit_probe`).
+            :func:`~lrtune.range_test.fit_probe`).
         grid: Candidates on the fixed log grid ``10 ** (k / 3)`` rather than relative to the
             sweep's suggestion (default ``False``).
 
@@ -334,10 +334,10 @@ def verify(
     optimizer: torch.optim.Optimizer,
     loader: Any,
     snapshot: Snapshot,
-    result: LRFinderResult,
+    result: RangeTestResult,
     plan: Verification,
     finder: pl.Callback,
-) -> LRFinderResult:
+) -> RangeTestResult:
     """Probe candidate constant LRs, pick the clear winner, confirm it over a longer horizon.
 
     Every probe starts from ``snapshot`` (weights, optimizer state, RNG) and trains on the

@@ -5,7 +5,7 @@ stays light. The study report uses Optuna's own plots where they fit (optimizati
 importances, parallel coordinates, timeline) and adds what they lack for an LR study: the
 metric per optimizer, LR vs metric with the range-test bracket, learning curves with pruned
 and diverged trials marked, and the range-test curves. ``lrtune find-lr --out``,
-:meth:`LRFinderResult.plot` (through :func:`plot_lr_range`) and the report all draw range
+:meth:`RangeTestResult.plot` (through :func:`plot_lr_range`) and the report all draw range
 tests with :func:`lr_curves_figure`.
 
 One concept per module:

@@ -30,14 +30,14 @@ if TYPE_CHECKING:
     import optuna
     import plotly.graph_objects as go
 
-    from lrtune.lr_range import LRFinderResult
+    from lrtune.range_test import RangeTestResult
 
 
 def _finite(values: Sequence[float]) -> list[float]:
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
-def _y_range(results: Sequence[LRFinderResult]) -> list[float] | None:
+def _y_range(results: Sequence[RangeTestResult]) -> list[float] | None:
     """Show the fall and the bottom; don't let an exploding tail flatten the curve."""
     lows, highs = [], []
     for result in results:
@@ -54,7 +54,7 @@ def _y_range(results: Sequence[LRFinderResult]) -> list[float] | None:
     return [low - 0.1 * span, high + 0.4 * span]
 
 
-def lr_curves_figure(results: Sequence[LRFinderResult], *, title: str | None = None) -> go.Figure:
+def lr_curves_figure(results: Sequence[RangeTestResult], *, title: str | None = None) -> go.Figure:
     """Loss vs LR (log axis) for one or more range tests, overlaid.
 
     Each result gets its raw losses (faint points), its smoothed curve, its bracket (the LRs
@@ -128,9 +128,9 @@ def lr_curves_figure(results: Sequence[LRFinderResult], *, title: str | None = N
     return fig
 
 
-def plot_lr_range(result: LRFinderResult, *, title: str | None = None) -> go.Figure:
+def plot_lr_range(result: RangeTestResult, *, title: str | None = None) -> go.Figure:
     """Loss vs LR (log axis) for one range test: :func:`lr_curves_figure` of ``[result]``,
-    the bracket shaded, the suggestion marked (what :meth:`LRFinderResult.plot` returns)."""
+    the bracket shaded, the suggestion marked (what :meth:`RangeTestResult.plot` returns)."""
     return lr_curves_figure([result], title=title)
 
 
@@ -381,7 +381,7 @@ def _figures(view: _View) -> list[tuple[str, str, go.Figure | str]]:
     """(section id, heading, figure or a message) for each plot of the report."""
     import optuna
 
-    from lrtune.lr_range import LRFinderResult
+    from lrtune.range_test import RangeTestResult
 
     complete = view.complete
     need = "needs at least one complete trial"
@@ -417,7 +417,7 @@ def _figures(view: _View) -> list[tuple[str, str, go.Figure | str]]:
     if any(t.intermediate_values for t in view.trials):
         out.append(("curves", "Learning curves", learning_curves_figure(view)))
     results = [
-        LRFinderResult.from_dict(entry["result"])
+        RangeTestResult.from_dict(entry["result"])
         for entry in view.lr_auto.values()
         if isinstance(entry, dict) and entry.get("result")
     ]

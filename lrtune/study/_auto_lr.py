@@ -27,7 +27,7 @@ def auto_lr(study: optuna.Study, config: StudyConfig) -> dict[str, Any]:
     stored = study.user_attrs.get(ATTR_LR_AUTO)
     if stored is not None and set(config.space.optimizers) <= set(stored):
         return dict(stored)
-    from lrtune.finder import compare_optimizers
+    from lrtune.range_test._find import compare_optimizers
 
     widen = config.space.lr.widen
     base = config.base_train_config()

@@ -15,13 +15,13 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy
 
-from lrtune.callbacks import LRRangeTest
 from lrtune.config import TrainConfig
 from lrtune.data import DigitsDataModule
 from lrtune.data._batches import DeviceBatches
 from lrtune.errors import ConfigError
-from lrtune.lr_range import lr_sweep
 from lrtune.module import ClassifierModule
+from lrtune.range_test import lr_sweep
+from lrtune.range_test._callback import LRRangeTest
 from lrtune.schedules import create_scheduler, lr_factor
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from lrtune.config import TrainConfig
 from lrtune.data import DigitsDataModule, MNISTDataModule
 from lrtune.errors import ConfigError
-from lrtune.finder import find_lr
-from lrtune.lr_range import METHODS, LRFinderResult
 from lrtune.module import ClassifierModule
+from lrtune.range_test import METHODS, RangeTestResult
+from lrtune.range_test._find import find_lr
 from lrtune.schedules import create_scheduler
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -90,7 +90,7 @@ def test_find_lr_on_a_classifier_module() -> None:
         module, datamodule=DigitsDataModule(batch_size=32), min_lr=1e-5, max_lr=1.0,
         num_steps=30, verify=False,
     )  # fmt: skip
-    assert isinstance(result, LRFinderResult)
+    assert isinstance(result, RangeTestResult)
     n = len(result.lrs)
     assert 10 <= n <= 30 and len(result.losses) == len(result.smoothed) == n
     assert result.lrs[0] == 1e-5 and bool(np.all(np.diff(result.lrs) > 0))
@@ -179,7 +179,7 @@ def test_nan_loss_from_the_start_gives_no_suggestion() -> None:
 
 def test_one_data_source() -> None:
     """Loaders or a datamodule, not both; with neither, the module's own train_dataloader
-    (tests/test_lightning_parity.py), and a module without one is an error."""
+    (tests/range_test/test_lightning_parity.py), and a module without one is an error."""
     module = Plain("bare")
     with pytest.raises(ConfigError, match=r"find_lr needs training data: .* on Plain"):
         find_lr(module)
@@ -247,7 +247,7 @@ def test_plot_shades_the_bracket_and_marks_the_suggestion() -> None:
 
 
 def test_plot_without_a_suggestion_has_no_bracket() -> None:
-    result = LRFinderResult.from_sweep(
+    result = RangeTestResult.from_sweep(
         list(np.geomspace(1e-4, 1.0, 20)),
         [float("nan")],
         beta=0.9,
@@ -284,7 +284,7 @@ def test_plain_steps_give_the_same_sweep_as_lightnings_step_machinery(optimizer:
     """With nothing hooked around backward/step, the sweep calls training_step, backward and
     optimizer.step itself; a callback overriding such a hook sends it through Lightning's
     strategy (and the hook runs). Both give the same sweep, bit for bit."""
-    from lrtune._steps import plain_steps as _plain_steps
+    from lrtune.range_test._steps import plain_steps as _plain_steps
 
     calls: list[int] = []
     used: list[bool] = []
@@ -313,8 +313,8 @@ def test_plain_steps_give_the_same_sweep_as_lightnings_step_machinery(optimizer:
 
 def test_plain_steps_are_not_used_where_lightning_adds_something() -> None:
     """Gradient clipping, mixed precision or a module overriding a step hook: strategy path."""
-    from lrtune._steps import plain_steps as _plain_steps
-    from lrtune.callbacks import LRRangeTest
+    from lrtune.range_test._callback import LRRangeTest
+    from lrtune.range_test._steps import plain_steps as _plain_steps
 
     seen: dict[str, bool] = {}
 
@@ -362,7 +362,7 @@ def test_batch_transfer_hooks_run_in_the_sweep_and_the_plain_path_matches_them()
             x, y = batch
             return x * 0.5, y
 
-    def sweep(cls: type[ClassifierModule]) -> LRFinderResult:
+    def sweep(cls: type[ClassifierModule]) -> RangeTestResult:
         plain = _classifier()
         module = cls(plain.model, 10, plain.optimizer_config)
         return find_lr(module, datamodule=DigitsDataModule(batch_size=32, seed=0),

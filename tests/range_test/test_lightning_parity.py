@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from lrtune import LRFinder, LRRangeTest, lr_find
 from lrtune.data import DigitsDataModule
 from lrtune.errors import ConfigError
-from lrtune.finder import find_lr
-from lrtune.lr_range import analyze
+from lrtune.range_test import analyze
+from lrtune.range_test._find import find_lr
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -463,9 +463,9 @@ def test_suggestion_with_enough_finite_points_among_non_finite_ones() -> None:
 
 
 def _result(lrs: list[float], losses: list[float]) -> Any:
-    from lrtune.lr_range import LRFinderResult
+    from lrtune.range_test import RangeTestResult
 
-    return LRFinderResult.from_sweep(
+    return RangeTestResult.from_sweep(
         lrs,
         losses,
         beta=0.9,

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from lrtune.errors import ConfigError
-from lrtune.lr_range import (
+from lrtune.range_test import (
     METHODS,
     DivergenceRule,
-    LRFinderResult,
+    RangeTestResult,
     analyze,
     ema,
     lr_sweep,
@@ -315,8 +315,8 @@ def test_every_method_becomes_the_suggestion_when_chosen(method: str) -> None:
 # ----------------------------------------------------------------------------- result
 
 
-def _result(losses: np.ndarray, stop_reason: str | None = None) -> LRFinderResult:
-    return LRFinderResult.from_sweep(
+def _result(losses: np.ndarray, stop_reason: str | None = None) -> RangeTestResult:
+    return RangeTestResult.from_sweep(
         LRS[: len(losses)],
         losses,
         beta=0.9,
@@ -335,7 +335,7 @@ def test_result_round_trips_through_json() -> None:
     assert result.suggestion is not None and result.bracket is not None
     data = result.to_dict()
     text = json.dumps(data, allow_nan=False)
-    back = LRFinderResult.from_dict(json.loads(text))
+    back = RangeTestResult.from_dict(json.loads(text))
     assert back.to_dict() == data and back.suggestion == result.suggestion
     assert back.losses == result.losses
     assert isinstance(back.bracket, tuple)
@@ -349,7 +349,7 @@ def test_result_with_non_finite_losses_round_trips_through_json() -> None:
     result = _result(losses, "loss is nan at step 29")
     data = result.to_dict()
     assert data["losses"][-1] is None and data["smoothed"][-1] is None
-    back = LRFinderResult.from_dict(json.loads(json.dumps(data, allow_nan=False)))
+    back = RangeTestResult.from_dict(json.loads(json.dumps(data, allow_nan=False)))
     assert math.isnan(back.losses[-1]) and math.isnan(back.smoothed[-1])
     assert back.losses[:-1] == result.losses[:-1]
     assert back.smoothed[:-1] == result.smoothed[:-1]
@@ -386,7 +386,7 @@ def test_steepest_ignores_a_collapse_after_the_minimum() -> None:
 def _reference_rule(losses: list[float], beta: float, threshold: float, warmup: int) -> list:
     """The stop rule recomputed from scratch at every step (what DivergenceRule keeps up
     to date incrementally)."""
-    from lrtune.lr_range import _noise, ema
+    from lrtune.range_test._math import _noise, ema
 
     out = []
     for n in range(1, len(losses) + 1):

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from lrtune import LRRangeTest, find_lr
-from lrtune._verify import Verification, _confirm, clear_winner
 from lrtune.config import TrainConfig
 from lrtune.data import DigitsDataModule
 from lrtune.errors import ConfigError
-from lrtune.lr_range import LRFinderResult, fit_probe, probe_candidates
 from lrtune.module import ClassifierModule
+from lrtune.range_test import RangeTestResult, fit_probe, probe_candidates
+from lrtune.range_test._verify import Verification, _confirm, clear_winner
 
 
 def _module(optimizer: str = "momentum", schedule: str = "constant") -> ClassifierModule:
@@ -277,7 +277,7 @@ def test_probes_round_trip_and_show_on_the_plot() -> None:
         _module("adam"), datamodule=DigitsDataModule(batch_size=64), min_lr=1e-5,
         max_lr=1.0, num_steps=40, verify=Verification(steps=8),
     )  # fmt: skip
-    again = LRFinderResult.from_dict(result.to_dict())
+    again = RangeTestResult.from_dict(result.to_dict())
     assert again.probes == result.probes and again.sweep_suggestion == result.sweep_suggestion
     fig = result.plot()
     (probes,) = [t for t in fig.data if "probes" in (t.name or "")]  # type: ignore[attr-defined]
@@ -327,7 +327,7 @@ def test_find_lr_cli_verify_and_lr_auto_centre_on_the_verified_lr(tmp_path: Path
     )  # fmt: skip
     study = search(config, progress=None, publish=False)
     auto = study.user_attrs["lrtune.lr_auto"]["adam"]
-    result = LRFinderResult.from_dict(auto["result"])
+    result = RangeTestResult.from_dict(auto["result"])
     assert auto["source"] == "verified range test" and result.probes
     low, high = auto["range"]
     assert math.sqrt(low * high) == pytest.approx(result.suggestion)
@@ -336,7 +336,7 @@ def test_find_lr_cli_verify_and_lr_auto_centre_on_the_verified_lr(tmp_path: Path
 
 
 def test_one_big_validation_batch_is_cut_into_chunks_for_the_score_noise() -> None:
-    from lrtune._verify import split_batch
+    from lrtune.range_test._verify import split_batch
 
     x, y = torch.arange(20.0).view(10, 2), torch.arange(10)
     parts = split_batch((x, y), 4)

@@ -22,7 +22,7 @@ from lrtune.config import StudyConfig, study_config_from, train_config_from
 from lrtune.errors import ConfigError
 from lrtune.study import open_storage, search, trials_with_tests
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _study_file(tmp_path: Path, **fields: object) -> Path:
@@ -180,15 +180,17 @@ def test_lr_auto_runs_once_and_is_stored(tmp_path: Path) -> None:
             if trial.params["optimizer"] == name:
                 assert low <= trial.params[f"{name}.lr"] <= high
     # a resumed run reuses the stored ranges instead of testing again
-    import lrtune.finder
+    import lrtune.range_test._find
 
     calls = []
-    original = lrtune.finder.compare_optimizers
-    lrtune.finder.compare_optimizers = lambda *a, **k: calls.append(1) or original(*a, **k)
+    original = lrtune.range_test._find.compare_optimizers
+    lrtune.range_test._find.compare_optimizers = lambda *a, **k: (  # type: ignore[assignment]
+        calls.append(1) or original(*a, **k)
+    )
     try:
         study = search(path, overrides={"n_trials": 3}, progress=None)
     finally:
-        lrtune.finder.compare_optimizers = original
+        lrtune.range_test._find.compare_optimizers = original
     assert calls == []
     assert "start" not in study.trials[2].user_attrs  # queued once per study, not per run
 

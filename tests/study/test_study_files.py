@@ -10,7 +10,7 @@ import pytest
 from lrtune.config import study_config_from
 from lrtune.space import default_params, lr_ranges, suggest_config
 
-STUDIES = Path(__file__).resolve().parents[1] / "studies"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 STUDY_FILES = sorted(STUDIES.glob("*.yaml"))
 EXPECTED = {
     "quickstart",

@@ -188,7 +188,7 @@ def test_cli_exit_code_1_when_trials_keep_failing(tmp_path: Path) -> None:
             f"{str(tmp_path / 'c.journal')!r}, '--quiet']))"
         )],
         capture_output=True, text=True, timeout=240, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )  # fmt: skip
     assert code.returncode == 1, code.stderr[-2000:]
     last = code.stderr.strip().splitlines()[-1]

@@ -1,0 +1,9 @@
+"""Old import path of the range test's math and result: use :mod:`lrtune.range_test`.
+
+Kept so that code written against lrtune 0.1's module layout goes on working.
+"""
+
+from __future__ import annotations
+
+from lrtune.range_test import *  # noqa: F403
+from lrtune.range_test import __all__  # noqa: F401
