@@ -12,6 +12,8 @@ import warnings
 from pathlib import Path
 from typing import TextIO
 
+from lrtune._compat._core import FAILED_TRIAL_LOGGER
+
 
 def quiet_lightning() -> None:
     """Keep Lightning's info chatter and known-harmless warnings off the terminal."""
@@ -60,7 +62,7 @@ def _not_a_failed_trial(record: logging.LogRecord) -> bool:
     with value None.") stay off the terminal: lrtune's progress and error lines say it."""
     if record.exc_info is not None:
         return False
-    return not (record.name == "optuna.study._optimize" and " failed with value" in record.msg)
+    return not (record.name == FAILED_TRIAL_LOGGER and " failed with value" in record.msg)
 
 
 def tracebacks_to_file() -> Path:

@@ -21,40 +21,15 @@ each other in Optuna's TPE either way; only the random stream differs):
 
 from __future__ import annotations
 
-import copy
-import json
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.samplers._tpe import sampler as _tpe
-from optuna.search_space.group_decomposed import _GroupDecomposedSearchSpace, _SearchSpaceGroup
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
+
+from lrtune._compat._core import TPEInternals, store_relative_params
 
 __all__ = ["GatedTPESampler"]
-
-
-class _IncrementalGroups(_GroupDecomposedSearchSpace):
-    """Optuna's group decomposition, fed each finished trial once."""
-
-    def __init__(self, include_pruned: bool = False) -> None:
-        super().__init__(include_pruned)
-        self._seen: set[int] = set()
-
-    def calculate(self, study: optuna.Study, use_cache: bool = False) -> _SearchSpaceGroup:
-        if self._study_id is None:
-            self._study_id = study._study_id
-        elif self._study_id != study._study_id:
-            raise ValueError("`_GroupDecomposedSearchSpace` cannot handle multiple studies.")
-        states = (TrialState.COMPLETE, TrialState.PRUNED)
-        for trial in study._get_trials(
-            deepcopy=False, states=states if self._include_pruned else states[:1],
-            use_cache=use_cache,
-        ):  # fmt: skip
-            if trial.number not in self._seen:
-                self._seen.add(trial.number)
-                self._search_space.add_distributions(trial.distributions)
-        return copy.deepcopy(self._search_space)
 
 
 def _gate(name: str, choices: dict[str, set[str]]) -> tuple[str, str] | None:
@@ -71,24 +46,20 @@ def _gate(name: str, choices: dict[str, set[str]]) -> tuple[str, str] | None:
     return None
 
 
-class GatedTPESampler(optuna.samplers.TPESampler):
+class GatedTPESampler(TPEInternals):
     """``TPESampler(multivariate=True, group=True)`` that samples only the parameter groups
     a trial can use (see the module docstring). Takes ``TPESampler``'s arguments; with
     ``group=False`` it behaves exactly like ``TPESampler``. With ``constant_liar`` (Optuna's
     default) the sampled parameters are shared with other workers as ``TPESampler`` does."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if self._group_decomposed_search_space is not None:
-            self._group_decomposed_search_space = _IncrementalGroups(True)
-
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        if not self._group or self._search_space_group is None:
+        groups = self.group_spaces
+        if groups is None:
             return super().sample_relative(study, trial, search_space)
         spaces = []
-        for group in self._search_space_group.search_spaces:
+        for group in groups:
             space = {
                 name: dist
                 for name, dist in sorted(group.items())
@@ -108,17 +79,14 @@ class GatedTPESampler(optuna.samplers.TPESampler):
             gates = {_gate(name, choices) for name in space}
             gate = gates.pop() if len(gates) == 1 else None
             if gate is None:
-                params.update(self._sample_relative(study, trial, space))
+                params.update(self.sample_group(study, trial, space))
             else:
                 gated.append((gate, space))
         for (key, value), space in gated:
             if key in params and str(params[key]) == value:
-                params.update(self._sample_relative(study, trial, space))
-        if params and self._constant_liar:
+                params.update(self.sample_group(study, trial, space))
+        if params and self.constant_liar:
             # as TPESampler.sample_relative: other workers read a running trial's
             # parameters from here to count it as a "lie"
-            text, width = json.dumps(params), _tpe._SYSTEM_ATTR_MAX_LENGTH
-            for i in range(0, len(text), width):
-                key = f"{_tpe._RELATIVE_PARAMS_KEY}:{i // width}"
-                study._storage.set_trial_system_attr(trial._trial_id, key, text[i : i + width])
+            store_relative_params(study, trial, params)
         return params

@@ -18,6 +18,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
+from lrtune._compat._core import is_batch_norm
 from lrtune._state import DataPosition
 
 __all__ = [
@@ -57,7 +58,7 @@ def recompute_batchnorm(module: nn.Module, batches: Iterable[Any], forward: Any)
     Returns:
         How many batches were used (0: no BatchNorm layer, nothing done).
     """
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in module.modules() if is_batch_norm(m)]
     if not norms:
         return 0
     momenta = [m.momentum for m in norms]

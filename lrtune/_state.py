@@ -33,7 +33,7 @@ def loader_generator(loader: Any) -> torch.Generator | None:
     if isinstance(loader, DeviceBatches):
         # shared by every iterator of the loader: the sweep's iterators re-seed it, while a
         # live (mid-epoch) iterator still draws its augmentation from it
-        return loader._generator
+        return loader.generator
     return None
 
 

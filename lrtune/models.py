@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lrtune._compat._core import uncompiled
 from lrtune.errors import ConfigError
 
 __all__ = [
@@ -321,7 +322,7 @@ def compiled_model(
         compiled: nn.Module = torch.compile(fresh)  # type: ignore[assignment]
         _COMPILED[key] = compiled
         return compiled
-    original = getattr(cached, "_orig_mod", cached)
+    original = uncompiled(cached)
     with torch.no_grad():
         original.load_state_dict(fresh.state_dict())
     original.train()

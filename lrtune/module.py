@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from lrtune._compat._lightning import attached_trainer
 from lrtune.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from lrtune.models import compiled_model, create_model
 from lrtune.optimizers import get_optimizer_info
@@ -114,7 +115,7 @@ class ClassifierModule(pl.LightningModule):
         detached = loss.detach()
         self._loss_sum = detached if self._loss_sum is None else self._loss_sum + detached
         self._loss_count += 1
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         if trainer is None:  # called outside a Trainer: nothing to log to
             return loss
         if trainer.is_last_batch or 0 < trainer.max_steps <= trainer.global_step + 1:

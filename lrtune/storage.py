@@ -20,6 +20,12 @@ from typing import Any, TypeVar
 
 import optuna
 
+from lrtune._compat._core import (
+    journal_op_codes,
+    pymysql_unbounded_reads,
+    storage_backend,
+    study_storage,
+)
 from lrtune.errors import ConfigError, LrtuneError
 
 log = logging.getLogger("lrtune.storage")
@@ -118,8 +124,8 @@ def close_storage(storage: optuna.storages.BaseStorage | optuna.Study) -> None:
         storage: An Optuna storage, or a study (its storage is closed).
     """
     if isinstance(storage, optuna.Study):
-        storage = storage._storage  # Optuna has no public accessor for a study's storage
-    backend = getattr(storage, "_backend", storage)  # Optuna's cache around an RDBStorage
+        storage = study_storage(storage)
+    backend = storage_backend(storage)
     if isinstance(backend, optuna.storages.RDBStorage):
         backend.remove_session()
         backend.engine.dispose()
@@ -159,11 +165,7 @@ def _unbounded_reads(storage: optuna.storages.RDBStorage) -> None:
     from sqlalchemy import event
 
     def opened(dbapi_connection: Any, _record: Any) -> None:
-        if hasattr(dbapi_connection, "_read_timeout"):
-            dbapi_connection._read_timeout = None
-            sock = getattr(dbapi_connection, "_sock", None)
-            if sock is not None:
-                sock.settimeout(None)
+        pymysql_unbounded_reads(dbapi_connection)
 
     event.listen(storage.engine, "connect", opened)
     storage.engine.dispose()  # the connection __init__ pooled was opened before the listener
@@ -337,9 +339,7 @@ def journal_problem(path: Path) -> str | None:
     finds). Each line of an Optuna journal is one JSON operation with an ``op_code``."""
     import json
 
-    from optuna.storages.journal._storage import JournalOperation
-
-    known = {op.value for op in JournalOperation}
+    known = journal_op_codes()
     with path.open("rb") as lines:
         for number, raw in enumerate(lines, 1):
             if not raw.strip():

@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "lrtune.results": CORE,
     "lrtune.artifacts": CORE,
     "lrtune.hooks": CORE,
+    "lrtune._compat": CORE,  # other libraries' private names: _core here, _lightning below
     # Lightning layer: datamodules, the module, the range-test callback, training
     "lrtune._logging": LIGHTNING,
     "lrtune._threads": LIGHTNING,
@@ -48,6 +49,7 @@ LAYERS: dict[str, int] = {
     "lrtune._state": LIGHTNING,
     "lrtune.components": LIGHTNING,
     "lrtune._trainer": LIGHTNING,
+    "lrtune._compat._lightning": LIGHTNING,
     "lrtune.range_test._steps": LIGHTNING,
     "lrtune._schedule_free": LIGHTNING,
     "lrtune.range_test._verify": LIGHTNING,
@@ -406,3 +408,123 @@ def test_no_class_is_defined_inside_a_function() -> None:
         if isinstance(sub, ast.ClassDef)
     ]
     assert nested == []
+
+
+# ----------------------------------------------------------------------------- private names
+# Names with a leading underscore that their library documents as public API.
+DOCUMENTED_UNDERSCORE = {"_exit"}  # os._exit: end a worker process without cleanup
+
+
+def _dunder(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__")
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not _dunder(name)
+
+
+def own_private_names(package: Path = PACKAGE) -> set[str]:
+    """Every private name lrtune defines: modules, functions, classes, module-level names,
+    class attributes and attributes assigned on ``self``/``cls``."""
+    names = {p.stem for p in package.rglob("_*.py")} | {
+        p.name for p in package.rglob("_*") if p.is_dir()
+    }
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.ctx, ast.Store)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in ("self", "cls")
+            ):
+                names.add(node.attr)
+    return {n for n in names if _private(n)}
+
+
+def foreign_private_uses(package: Path = PACKAGE) -> list[str]:
+    """Uses of another library's private names outside ``lrtune._compat``: an import from a
+    private module or of a private name, ``obj._name`` or ``getattr(obj, "_name")`` where
+    lrtune itself defines no ``_name`` (``self._x`` is the class's own business: a subclass
+    of another library's class that needs its internals lives in ``_compat``)."""
+    own = own_private_names(package)
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        module = _module_name(path)
+        if module.startswith("lrtune._compat"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            where = f"{module}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                if node.module.split(".")[0] in ("lrtune", "__future__"):
+                    continue
+                if any(_private(p) for p in node.module.split(".")):
+                    found.append(f"{where} imports from {node.module}")
+                found += [
+                    f"{where} imports {node.module}.{a.name}"
+                    for a in node.names
+                    if _private(a.name)
+                ]
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] != "lrtune" and any(
+                        _private(p) for p in alias.name.split(".")
+                    ):
+                        found.append(f"{where} imports {alias.name}")
+            elif (
+                isinstance(node, ast.Attribute)
+                and _private(node.attr)
+                and node.attr not in own | DOCUMENTED_UNDERSCORE
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            ):
+                found.append(f"{where} uses .{node.attr}")
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr", "setattr")
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+                and isinstance(node.args[1].value, str)
+                and _private(node.args[1].value)
+                and node.args[1].value not in own
+            ):
+                found.append(f"{where} uses {node.func.id}(..., {node.args[1].value!r})")
+    return found
+
+
+def test_no_private_name_of_another_library_outside_compat() -> None:
+    assert foreign_private_uses() == []
+
+
+def test_a_private_name_of_another_library_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    package = _tree(
+        tmp_path,
+        {
+            "__init__.py": '"""x"""\n',
+            "_own.py": '"""x"""\n\n\nclass A:\n    def f(self):\n        self._mine = 1\n',
+            "a.py": (
+                '"""x"""\nimport optuna.samplers._tpe\n'
+                "from lightning.pytorch.core.optimizer import _MockOptimizer\n"
+                "from optuna.storages.journal._storage import JournalOperation\n"
+                "from lrtune._own import A\n\n\n"
+                "def f(study, trial, a):\n"
+                "    a._mine = study._storage\n"
+                '    return getattr(trial, "_trial_id"), hasattr(a, "_mine"), self._x\n'
+            ),
+            "_compat/__init__.py": '"""x"""\n',
+            "_compat/b.py": '"""x"""\n\n\ndef g(study):\n    return study._storage\n',
+        },
+    )
+    assert foreign_private_uses(package) == [
+        "lrtune.a:2 imports optuna.samplers._tpe",
+        "lrtune.a:3 imports lightning.pytorch.core.optimizer._MockOptimizer",
+        "lrtune.a:4 imports from optuna.storages.journal._storage",
+        "lrtune.a:9 uses ._storage",
+        "lrtune.a:10 uses getattr(..., '_trial_id')",
+    ]

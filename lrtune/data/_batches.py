@@ -109,6 +109,11 @@ class DeviceBatches:
         n = self.images.shape[0]
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
+    @property
+    def generator(self) -> torch.Generator:
+        """The generator every iterator of these batches draws its augmentation from."""
+        return self._generator
+
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration produce epoch ``epoch``'s order and augmentation."""
         self.epoch = epoch

@@ -22,7 +22,6 @@ the file (and the archive member).
 from __future__ import annotations
 
 import gzip
-import importlib
 import logging
 import os
 import pickle
@@ -35,6 +34,7 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
+from lrtune._compat._core import numpy_multiarray, numpy_reconstruct
 from lrtune.errors import DataError
 
 __all__ = [
@@ -90,14 +90,6 @@ CIFAR_LAYOUTS: dict[str, _Layout] = {
 # --------------------------------------------------------------------------- unpickling
 
 
-def _numpy_multiarray() -> Any:
-    """The module defining ``_reconstruct``/``scalar`` (``numpy._core`` in numpy >= 2)."""
-    try:
-        return importlib.import_module("numpy._core.multiarray")
-    except ImportError:  # numpy < 1.26
-        return importlib.import_module("numpy.core.multiarray")
-
-
 _LATIN1_NAMES = frozenset({"latin1", "latin_1", "iso8859_1", "iso_8859_1", "l1"})
 
 
@@ -133,14 +125,14 @@ def _safe_bytes_factory(factory: type[bytes] | type[bytearray]) -> Callable[...,
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
-    multiarray = _numpy_multiarray()
+    multiarray = numpy_multiarray()
     allowed: dict[tuple[str, str], Any] = {
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _latin1_encode,
     }
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
+        allowed[(module, "_reconstruct")] = numpy_reconstruct()
         allowed[(module, "scalar")] = multiarray.scalar
     # Constructors of plain data types: none of them can run code or reach other objects.
     # Python 2 pickles (and Python 3 at protocol < 3) name the module "__builtin__".

@@ -19,8 +19,9 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.core.optimizer import _MockOptimizer
 
+from lrtune._compat._core import scale_last_lr
+from lrtune._compat._lightning import is_mock_optimizer
 from lrtune._schedule_free import train_mode
 from lrtune.errors import ConfigError
 from lrtune.range_test import METHODS, DivergenceRule, Mode, RangeTestResult, analyze, lr_sweep
@@ -81,8 +82,7 @@ def apply_lr(trainer: pl.Trainer, optimizer: torch.optim.Optimizer, lr: float) -
             continue
         if hasattr(scheduler, "base_lrs"):
             scheduler.base_lrs = [b * factor for b in scheduler.base_lrs]
-        if hasattr(scheduler, "_last_lr"):
-            scheduler._last_lr = [v * factor for v in scheduler._last_lr]
+        scale_last_lr(scheduler, factor)
 
 
 def _no_range_test(optimizer: torch.optim.Optimizer) -> str:
@@ -374,7 +374,7 @@ class LRRangeTest(pl.Callback):
             return  # once per fit (and not again after a resume)
         if not pl_module.automatic_optimization:
             raise ConfigError("LRRangeTest needs automatic optimization")
-        if not trainer.optimizers or isinstance(trainer.optimizers[0], _MockOptimizer):
+        if not trainer.optimizers or is_mock_optimizer(trainer.optimizers[0]):
             raise ConfigError("LRRangeTest needs an optimizer: configure_optimizers returned none")
         if len(trainer.optimizers) != 1:
             raise ConfigError(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import lightning.pytorch as pl
 
+from lrtune._compat._lightning import attached_trainer
 from lrtune._state import DataPosition
 from lrtune._trainer import TrainerOptions, check_options, lean_trainer, options_for
 from lrtune.errors import ConfigError
@@ -128,7 +129,7 @@ def find_lr(
     # fit draws from the RNGs before the callback's snapshot (e.g. a shuffled DataLoader's
     # seed when its iterator is made): put them back so the data order is as before the call
     position = DataPosition.take(train_dataloaders)
-    attached = module._trainer, datamodule.trainer if datamodule is not None else None
+    attached = attached_trainer(module), datamodule.trainer if datamodule is not None else None
     try:
         trainer.fit(module, train_dataloaders, val_dataloaders, datamodule)
     except ValueError as error:

@@ -22,6 +22,11 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
+from lrtune._compat._lightning import (
+    before_batch_transfer,
+    metric_update_count,
+    set_metric_update_count,
+)
 from lrtune._state import is_stateful, loader_generator, rng_states, set_rng_states
 from lrtune.errors import ConfigError
 
@@ -90,7 +95,7 @@ class Snapshot:
 
 def metric_states(module: torch.nn.Module) -> list[tuple[Metric, dict[str, Any], int]]:
     """A copy of every torchmetrics ``Metric``'s state in ``module``."""
-    return [(m, copy.deepcopy(m.metric_state), m._update_count)
+    return [(m, copy.deepcopy(m.metric_state), metric_update_count(m))
             for m in module.modules() if isinstance(m, Metric)]  # fmt: skip
 
 
@@ -99,8 +104,7 @@ def restore_metric_states(saved: list[tuple[Metric, dict[str, Any], int]]) -> No
     for metric, state, count in saved:
         for name, value in state.items():
             setattr(metric, name, copy.deepcopy(value))
-        metric._update_count = count
-        metric._computed = None
+        set_metric_update_count(metric, count)
 
 
 @contextmanager
@@ -247,7 +251,7 @@ def device_batches(trainer: pl.Trainer, module: pl.LightningModule, loader: Any)
             yield move_data_to_device(batch, device)
         else:
             batch = trainer.precision_plugin.convert_input(batch)
-            batch = module._on_before_batch_transfer(batch, dataloader_idx=0)
+            batch = before_batch_transfer(module, batch)
             yield trainer.strategy.batch_to_device(batch)
 
 

@@ -35,6 +35,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
+from lrtune._compat._lightning import fit_val_source
 from lrtune.errors import ConfigError
 from lrtune.range_test import DivergenceRule, RangeTestResult, fit_probe, probe_candidates
 from lrtune.range_test._steps import (
@@ -231,9 +232,7 @@ def held_out_batches(
 def _given_val_loaders(trainer: pl.Trainer) -> Any:
     """The ``val_dataloaders`` passed to ``trainer.fit``, or ``None`` (Lightning keeps them
     in the validation loop's data source; a module or datamodule there means none)."""
-    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
-    source = getattr(getattr(loop, "val_loop", None), "_data_source", None)
-    instance = getattr(source, "instance", None)
+    instance = fit_val_source(trainer)
     from lrtune.components import _bases  # either Lightning's (pytorch_lightning too)
 
     if isinstance(instance, (*_bases("LightningModule"), *_bases("LightningDataModule"))):

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 import optuna
 from optuna.trial import TrialState
 
+from lrtune._compat._core import study_id, study_storage, trial_id
 from lrtune.errors import ConfigError
 from lrtune.storage import LOCK_SUFFIX
 
@@ -114,7 +115,7 @@ def _is_lock(study: optuna.Study) -> bool:
     from the moment after its creation; a study without it counts only while it holds
     nothing a lock would not (no trials, no attrs but ``owner`` and ``beat``): the moment
     between a worker's ``create_study`` and its first attr, or a lock of an older lrtune."""
-    if study._storage.get_study_system_attrs(study._study_id).get(LOCK_ATTR):
+    if study_storage(study).get_study_system_attrs(study_id(study)).get(LOCK_ATTR):
         return True
     return not study.get_trials(deepcopy=False) and set(study.user_attrs) <= {"owner", "beat"}
 
@@ -134,7 +135,7 @@ def setup_lock(
         except optuna.exceptions.DuplicatedStudyError:
             pass
         else:
-            storage.set_study_system_attr(lock._study_id, LOCK_ATTR, True)
+            storage.set_study_system_attr(study_id(lock), LOCK_ATTR, True)
             lock.set_user_attr("owner", me)
             lock.set_user_attr("beat", time.time())
             break
@@ -200,8 +201,8 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
         if not _dead(owner, beat, now):
             continue
         try:  # the reason first: a finished trial's attrs cannot change
-            study._storage.set_trial_user_attr(trial._trial_id, "dead_worker", owner)
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            study_storage(study).set_trial_user_attr(trial_id(trial), "dead_worker", owner)
+            study_storage(study).set_trial_state_values(trial_id(trial), TrialState.FAIL)
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # another worker got there first
         kept = {k: v for k, v in trial.user_attrs.items() if k == "baseline"}  # its role
