@@ -220,6 +220,15 @@ def train(
     Raises:
         ConfigError: The configuration is invalid for the data (e.g. model too deep).
         DataError: Dataset files are missing or corrupt.
+
+    Example::
+
+        >>> from lrtune import TrainConfig, train
+        >>> config = TrainConfig(dataset="digits", model="mlp", epochs=2, device="cpu",
+        ...                      optimizer={"name": "adam", "lr": 3e-3})
+        >>> result = train(config)
+        >>> result.epochs, result.val_acc > 0.8
+        (2, True)
     """
     start = time.perf_counter()
     seed_everything(config.seed, verbose=False)

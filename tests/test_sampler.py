@@ -11,7 +11,8 @@ import optuna
 import pytest
 from optuna.search_space.group_decomposed import _GroupDecomposedSearchSpace
 
-from lrtune._sampler import GatedTPESampler, _gate, _IncrementalGroups
+from lrtune._compat._core import IncrementalGroups
+from lrtune._sampler import GatedTPESampler, _gate
 from lrtune.config import StudyConfig
 from lrtune.space import lr_ranges, suggest_config
 from lrtune.study import create_sampler
@@ -63,7 +64,7 @@ def test_gate_reads_lrtune_parameter_names() -> None:
 
 def test_incremental_groups_equal_optunas_decomposition() -> None:
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
-    incremental = _IncrementalGroups(True)
+    incremental = IncrementalGroups(True)
     for _ in range(40):
         study.optimize(_objective, n_trials=1)
         got = incremental.calculate(study).search_spaces

@@ -273,12 +273,21 @@ class LRRangeTest(pl.Callback):
     arguments; :attr:`optimal_lr` answers as Lightning's does (``.suggestion()``,
     ``.results``).
 
-    Example::
+    Example (the test runs at fit start, then training goes on at the suggested LR)::
 
-        finder = LRRangeTest(apply=True)
-        trainer = Trainer(max_epochs=5, callbacks=[finder])
-        trainer.fit(model, datamodule=dm)
-        print(finder.result.suggestion)
+        >>> import lightning.pytorch as pl
+        >>> from lrtune import TrainConfig
+        >>> from lrtune.training import datamodule_for, module_for
+        >>> config = TrainConfig(dataset="digits", model="mlp", optimizer={"name": "adam"})
+        >>> dm = datamodule_for(config)
+        >>> model = module_for(config, dm)
+        >>> finder = LRRangeTest(num_steps=30, apply=True)
+        >>> trainer = pl.Trainer(max_epochs=1, callbacks=[finder], accelerator="cpu",
+        ...                      logger=False, enable_checkpointing=False,
+        ...                      enable_progress_bar=False, enable_model_summary=False)
+        >>> trainer.fit(model, datamodule=dm)
+        >>> trainer.optimizers[0].param_groups[0]["lr"] == finder.result.suggestion
+        True
     """
 
     def __init__(

@@ -97,6 +97,19 @@ def find_lr(
     Raises:
         ConfigError: Bad bounds, no training data, no optimizer or several optimizers, an
             unknown Trainer option.
+
+    Example (your own LightningModule works the same way)::
+
+        >>> from lrtune import TrainConfig
+        >>> from lrtune.training import datamodule_for, module_for
+        >>> config = TrainConfig(dataset="digits", model="mlp", optimizer={"name": "adam"})
+        >>> dm = datamodule_for(config)
+        >>> model = module_for(config, dm)
+        >>> result = find_lr(model, datamodule=dm, num_steps=30, accelerator="cpu")
+        >>> 1e-5 < result.suggestion < 1.0
+        True
+        >>> result.reason  # doctest: +ELLIPSIS
+        '...'
     """
     options = check_options(trainer_options, "find_lr")
     if train_dataloaders is not None and datamodule is not None:

@@ -97,6 +97,23 @@ def lr_find(
 
     Raises:
         ConfigError: A bad argument, a missing LR field, no data, or not one optimizer.
+
+    Example (``Tuner(trainer).lr_find(model, ...)`` in Lightning)::
+
+        >>> import lightning.pytorch as pl
+        >>> from lrtune import lr_find
+        >>> from lrtune import TrainConfig
+        >>> from lrtune.training import datamodule_for, module_for
+        >>> config = TrainConfig(dataset="digits", model="mlp", optimizer={"name": "adam"})
+        >>> dm = datamodule_for(config)
+        >>> model = module_for(config, dm)
+        >>> trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+        >>> finder = lr_find(trainer, model, datamodule=dm, num_training=30,
+        ...                  update_attr=False)
+        >>> sorted(finder.results)
+        ['loss', 'lr']
+        >>> finder.suggestion() == finder.result.suggestion
+        True
     """
     from lrtune.range_test._find import find_lr
 
