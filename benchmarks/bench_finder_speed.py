@@ -32,7 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_lr_finder import ALL_VARIANTS as VARIANTS  # noqa: E402  (the same variants)
-from bench_lr_finder import candidate_rule  # noqa: E402
 
 SETTINGS = {  # name: (dataset, model, width, batch)
     "digits-mlp": ("digits", "mlp", 128, 64),
@@ -62,9 +61,8 @@ def _time_case(dm: Any, net: Any, initial: dict, name: str, args: argparse.Names
     def ours(verify: bool, **options: Any) -> tuple[float, int]:
         m = module()
         start = time.perf_counter()
-        with candidate_rule(options):
-            plan = Verification(**options) if verify and options else verify
-            result = find_lr(m, datamodule=dm, num_steps=args.num_steps, verify=plan, **bounds)
+        plan = Verification(**options) if verify and options else verify
+        result = find_lr(m, datamodule=dm, num_steps=args.num_steps, verify=plan, **bounds)
         return time.perf_counter() - start, len(result.lrs)
 
     def lightning() -> tuple[float, int]:

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import io
 import json
 import logging
@@ -69,7 +68,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # Lightning's lr_find opens its own tqdm bar
 
@@ -80,7 +78,7 @@ import torch
 from lightning.pytorch.tuner import Tuner
 from torch import nn
 
-from lrtune import Verification, _verify, lr_range
+from lrtune import Verification
 from lrtune.config import OptimizerConfig
 from lrtune.data import DigitsDataModule, MNISTDataModule
 from lrtune.models import create_model
@@ -96,50 +94,29 @@ LRTUNE_METHODS = ("steepest", "valley", "minimum", "bracket")
 # ``bracket-high`` is no method of lrtune.range_test.METHODS: it is the upper end of
 # ``result.bracket`` (where the smoothed loss has done 90% of its fall), what
 # ``target="max"`` returns; measured as an extra candidate for the default.
-# The verification stage (find_lr(verify=True)) in a few variants, calibrated
-# leave-one-setting-out (see leave_one_setting_out): the last rung's probe steps x the
-# successive-halving rungs. Each ``-fit`` variant is its base variant's probes with the
-# winner refined between its neighbours (lrtune.range_test.fit_probe, what probe_fit=True
-# does), computed from the recorded probes: same time, no second run.
-# ``-grid``: candidates on the fixed log grid 10**(k/3) (probe_grid=True); ``-k2``: the
-# best 2 of 5 candidates go on to the second rung, not 3 (probe_keep=0.4). ``--variants``
-# picks which run (default: DEFAULT_VARIANTS). ``-grid-off``: the grid shifted by a quarter
-# step (10**((k + 1/4)/3)), which never meets this script's 2-per-decade evaluation grid:
-# a candidate equal to a grid LR shares that run's noise (regret exactly 0 at the grid
-# best), so ``-grid`` alone could look better than it is. ``-b0``: no candidate below the
-# sweep's suggestion (probe_candidates(below=0), today's default).
-# Every variant pins the rule it was measured with (find_lr's defaults changed since):
-# before the third round, 3 of 5 went on (probe_keep=0.5) and one candidate lay below the
-# suggestion (below=1); ``p50-k2-b0`` is today's default.
-# Every variant is a Verification (lrtune.Verification) plus the candidate rule's
-# ``offset``/``below``. Rounds 1-3 (issue 14) had no clear-win margin (``margin=0``: the
-# lowest held-out loss wins) and no confirmation (``confirm=None``): _OLD pins that rule.
-# Issue 19: ``v19`` (a higher LR must win by more than 2 standard errors of the per-batch
-# difference; a winner above the sweep's answer runs on to 2x the probe length and must
-# stay healthy) and ``v19-m0``, the same without the margin: today's default, which
-# leave-one-setting-out chose in 12 of 13 folds. ``v19-whole``:
-# held-out scores on the validation loader's batches unsplit (one or two big batches on
-# these datasets, so the margin's standard error was 0 or from 2 batches: the first run).
-# Each run variant also yields its pre-confirmation winner as ``<name>-pre`` (``v19-pre``:
-# the margin alone; ``v19-m0-pre``: issue 14's default p50-k2-b0), from the recorded probes:
-# no second run. ``v19-nob``: the sweep's answer may drop out after the first rung (the
-# second run's rule, before ``baseline``).
+# The verification stage (find_lr(verify=True)) in a few variants, each a
+# lrtune.Verification, calibrated leave-one-setting-out (see leave_one_setting_out). Each
+# ``-fit`` variant is its base variant's probes with the winner refined between its
+# neighbours (lrtune.range_test.fit_probe, Verification(fit=True)), computed from the recorded
+# probes: same time, no second run. Each run variant also yields its pre-confirmation winner
+# as ``<name>-pre``, from the recorded probes: no second run.
+# - ``p50-k2-b0``: issue 14's default (probes of 50 steps, the best 2 of 5 go on, no
+#   clear-win margin and no confirmation: _OLD).
+# - ``v19``: a higher LR must win by more than 2 standard errors of the per-batch
+#   difference, and a winner above the sweep's answer runs on to 2x the probe length and
+#   must stay healthy; ``v19-m0``, the same without the margin, is today's default (chosen
+#   leave-one-setting-out in 12 of 13 folds); ``v19-nob``: the sweep's answer may drop out
+#   after the first rung (before ``baseline``); ``-m1``, ``-c3``, ``-lite``, ``-r1``: a
+#   smaller margin, a longer confirmation, cheaper probes.
+# Issue 25 removed the variants that swapped lrtune's private functions for the call (the
+# candidate rule's offset/below, unsplit held-out batches, the curve's end rule): rounds 2-3
+# of issue 14 (p50, p32, r3-*, p50-grid*, p50-k2, p50-reach2), v19-whole, v19-m0-end0 and
+# sweep-end0. Their figures (docs/benchmarks-history.md) are reproduced by this script at
+# commit 6a0af12.
 _OLD = {"margin": 0.0, "confirm": None}
-_ROUND_2 = {**_OLD, "keep": 0.5, "below": 1}
 ALL_VARIANTS: dict[str, dict[str, Any]] = {
-    "p50": {**_ROUND_2, "steps": 50},
-    "p32": {**_ROUND_2, "steps": 32},
-    "r3-p48": {**_ROUND_2, "steps": 48, "rungs": 3},
-    "r3-p32": {**_ROUND_2, "steps": 32, "rungs": 3},
-    "p50-grid": {**_ROUND_2, "steps": 50, "grid": True},
-    "p50-grid-off": {**_ROUND_2, "steps": 50, "grid": True, "offset": 0.25},
-    "p50-k2": {**_ROUND_2, "steps": 50, "keep": 0.4},
-    "p50-grid-k2": {**_ROUND_2, "steps": 50, "grid": True, "keep": 0.4},
-    "p50-reach2": {**_ROUND_2, "steps": 50, "reach": 2.0},
-    "p50-k2-b0": {**_OLD, "steps": 50, "keep": 0.4, "below": 0},
-    "r3-p48-k2": {**_ROUND_2, "steps": 48, "rungs": 3, "keep": 0.4},
+    "p50-k2-b0": {**_OLD, "steps": 50, "keep": 0.4},
     "v19": {"margin": 2.0},
-    "v19-whole": {"margin": 2.0, "whole": True, "baseline": False},
     "v19-nob": {"margin": 2.0, "baseline": False},
     "v19-m0": {"margin": 0.0},
     "v19-m1": {"margin": 1.0},
@@ -148,10 +125,6 @@ ALL_VARIANTS: dict[str, dict[str, Any]] = {
     "v19-lite": {"margin": 2.0, "steps": 24, "count": 3},
     # cheaper still: 3 candidates, one rung of 20 steps, confirmation to 40
     "v19-r1": {"margin": 2.0, "steps": 20, "count": 3, "rungs": 1},
-    # issue 22: the curve's last point analysed again (lr_range.SKIP_END = 0, the rule
-    # before Lightning's skip_end=1 was adopted), verified and the sweep alone
-    "v19-m0-end0": {"margin": 0.0, "skip_end": 0},
-    "sweep-end0": {"sweep": True, "skip_end": 0},
 }
 DEFAULT_VARIANTS = ("v19", "v19-m0", "v19-pre", "v19-m0-pre")
 
@@ -463,23 +436,6 @@ def test_accuracy(module: ClassifierModule, dm: Any) -> tuple[float, bool]:
 
 
 # --------------------------------------------------------------------------- finders
-def candidate_rule(options: dict[str, Any]) -> Any:
-    """A context in which the probes use the candidate rule of a variant's ``offset`` and
-    ``below`` (keys popped from ``options``): no ``find_lr`` options, these variants swap
-    the candidate function (lrtune.range_test.probe_candidates) for the call. ``whole``
-    scores on the validation batches as the loader gives them, unsplit (the rule before
-    held-out batches were cut into chunks for the margin's standard error)."""
-    rule = {k: options.pop(k) for k in ("offset", "below") if k in options}
-    candidates = functools.partial(lr_range.probe_candidates, **rule)
-    stack = contextlib.ExitStack()
-    stack.enter_context(mock.patch.object(_verify, "probe_candidates", candidates))
-    if "skip_end" in options:  # the curve's end rule (lr_range.analyze's default)
-        stack.enter_context(mock.patch.object(lr_range, "SKIP_END", options.pop("skip_end")))
-    if options.pop("whole", False):  # held-out batches as the loader gives them (no chunks)
-        stack.enter_context(mock.patch.object(_verify, "split_batch", lambda b, n: [b]))
-    return stack
-
-
 def pre_confirmation(winner: float | None, probes: list[dict[str, float]] | None) -> Any:
     """The winner before its confirmation: the first LR confirmed or rejected, else the
     suggestion itself (nothing was confirmed: the winner was the sweep's own answer)."""
@@ -490,19 +446,18 @@ def pre_confirmation(winner: float | None, probes: list[dict[str, float]] | None
 def run_lrtune(
     case: Case, lo: float, hi: float, num_steps: int, verify: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """lrtune's find_lr; ``verify`` holds a variant's Verification fields (and candidate
-    rule), ``None`` (or ``sweep: True``) for the sweep alone."""
+    """lrtune's find_lr; ``verify`` holds a variant's Verification fields, ``None`` (or
+    ``sweep: True``) for the sweep alone."""
     module = case.module(get_optimizer_info(case.optimizer).lr_default)
     dm = case.datamodule()
     options = dict(verify or {})
     alone = verify is None or options.pop("sweep", False)  # the sweep's own answer
     start, cpu = time.perf_counter(), time.process_time()
     try:
-        with candidate_rule(options):
-            result = find_lr(
-                module, datamodule=dm, min_lr=lo / 10, max_lr=hi * 10, num_steps=num_steps,
-                verify=False if alone else Verification(**options),
-            )  # fmt: skip
+        result = find_lr(
+            module, datamodule=dm, min_lr=lo / 10, max_lr=hi * 10, num_steps=num_steps,
+            verify=False if alone else Verification(**options),
+        )  # fmt: skip
     except Exception as exc:  # recorded as a failure of every method, not a crash
         return {
             "seconds": time.perf_counter() - start,

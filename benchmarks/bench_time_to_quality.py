@@ -34,7 +34,6 @@ Results are recorded in ``docs/BENCHMARKS.md``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import math
@@ -48,7 +47,6 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -59,10 +57,6 @@ import torch
 from optuna_integration import PyTorchLightningPruningCallback
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-
-from lrtune.study import _runner
-
-_ORIGINAL_ENQUEUE = _runner._enqueue_finder
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "mnist"
@@ -87,11 +81,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the median pruner from the first report (Optuna's default n_warmup_steps=0) instead
     # of lrtune's 1 (with an epochs budget: not before the second epoch)
     "lrtune-w0": {"pruner": {"name": "median", "options": {"n_warmup_steps": 0}}},
-    # the finder's trials at the top of each range test's bracket (where the smoothed loss
-    # has done 90% of its fall; target="max") instead of its suggestion
-    "lrtune-high": {"finder_lr": "high"},
-    # torch's threads as they are (all cores), not fitted to the idle cores
-    "lrtune-nofit": {"thread_fit": False},
+    # Issue 25 removed the variants that swapped lrtune's private functions for the call:
+    # lrtune-high (the finder's trials at the bracket top) and lrtune-nofit (torch's threads
+    # not fitted to the idle cores). Their figures (docs/benchmarks-history.md, issue 20)
+    # are reproduced by this script at commit 6a0af12.
     "lrtune-fine-hyperband": {"reports_per_epoch": 2, "pruner": {"name": "hyperband"}},
 }
 
@@ -232,8 +225,6 @@ def run_lrtune(
         }  # fmt: skip
         fields = dict(fields)
         per_epoch = fields.pop("reports_per_epoch", None)
-        finder_lr = fields.pop("finder_lr", None)
-        thread_fit = fields.pop("thread_fit", True)
         if per_epoch:  # the same epochs as steps, validated per_epoch times an epoch
             dm = create_datamodule(dataset, data_dir=data_dir, download=False)
             dm.setup()
@@ -242,12 +233,7 @@ def run_lrtune(
         for key, value in fields.items():
             data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
         config = StudyConfig.model_validate(data)
-        with contextlib.ExitStack() as stack:
-            if finder_lr == "high":
-                stack.enter_context(mock.patch.object(_runner, "_enqueue_finder", _enqueue_high))
-            if not thread_fit:
-                stack.enter_context(mock.patch.object(_runner, "_thread_fit", lambda c: None))
-            study = search(config, callbacks=[record], progress=None, publish=False)
+        study = search(config, callbacks=[record], progress=None, publish=False)
         seconds = time.perf_counter() - start
         tests = {t.number: t.user_attrs.get("test_acc") for t in trials_with_tests(study)}
         auto = study.user_attrs.get("lrtune.lr_auto") or {}
@@ -255,16 +241,6 @@ def run_lrtune(
         event["test_acc"] = tests.get(event["number"])
     setup = sum(v["result"].get("seconds") or 0.0 for v in auto.values())
     return {"events": events, "seconds": seconds, "range_test_seconds": setup}
-
-
-def _enqueue_high(study: Any, config: Any, auto: Any, ranges: Any) -> None:
-    """``lrtune-high``: lrtune's _enqueue_finder with each result's bracket top as the LR."""
-    high = {
-        name: {**entry, "result": {**entry["result"], "suggestion": entry["result"]["bracket"][1]}}
-        for name, entry in auto.items()
-        if entry["result"].get("bracket")
-    }
-    _ORIGINAL_ENQUEUE(study, config, high, ranges)
 
 
 # --------------------------------------------------------------------------- summary
