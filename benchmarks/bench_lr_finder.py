@@ -111,8 +111,8 @@ LRTUNE_METHODS = ("steepest", "valley", "minimum", "bracket")
 # Issue 25 removed the variants that swapped lrtune's private functions for the call (the
 # candidate rule's offset/below, unsplit held-out batches, the curve's end rule): rounds 2-3
 # of issue 14 (p50, p32, r3-*, p50-grid*, p50-k2, p50-reach2), v19-whole, v19-m0-end0 and
-# sweep-end0. Their figures (docs/benchmarks-history.md) are reproduced by this script at
-# commit 6a0af12.
+# sweep-end0. Their figures (issues 14 and 19 in docs/benchmarks-history.md, issue 22 in
+# docs/BENCHMARKS.md) are reproduced by this script at commit 6a0af12.
 _OLD = {"margin": 0.0, "confirm": None}
 ALL_VARIANTS: dict[str, dict[str, Any]] = {
     "p50-k2-b0": {**_OLD, "steps": 50, "keep": 0.4},

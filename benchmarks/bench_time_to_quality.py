@@ -83,8 +83,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lrtune-w0": {"pruner": {"name": "median", "options": {"n_warmup_steps": 0}}},
     # Issue 25 removed the variants that swapped lrtune's private functions for the call:
     # lrtune-high (the finder's trials at the bracket top) and lrtune-nofit (torch's threads
-    # not fitted to the idle cores). Their figures (docs/benchmarks-history.md, issue 20)
-    # are reproduced by this script at commit 6a0af12.
+    # not fitted to the idle cores). Their figures (docs/BENCHMARKS.md, issue 20) are
+    # reproduced by this script at commit 6a0af12.
     "lrtune-fine-hyperband": {"reports_per_epoch": 2, "pruner": {"name": "hyperband"}},
 }
 

@@ -73,7 +73,7 @@ class LRSpace(_Frozen):
             LR, as wide (in decades) as the widened bracket (default ``False``: on the study
             efficiency benchmark the verified centre gave more diverging trials and no
             fewer trials to a good result, for 2.5x the range tests' cost; see
-            docs/BENCHMARKS.md, issue 14).
+            docs/benchmarks-history.md, issue 14).
     """
 
     auto: bool = False

@@ -214,7 +214,7 @@ class TrainConfig(_Frozen):
     Args:
         dataset: ``digits`` (embedded default), ``mnist``, ``fashion-mnist``, ``cifar10``,
             ``cifar100``.
-        data_dir: Folder with the dataset's files; default ``~/.cache/lrtune/<dataset>``
+        data_dir: Folder with the dataset's files; default ``~/.cache/lrtune/data/<dataset>``
             (or ``$LRTUNE_DATA_DIR/<dataset>``).
         download: Download missing files from the official sources (checksums verified).
         model: ``mlp``, ``cnn`` or ``resnet``.
@@ -226,7 +226,7 @@ class TrainConfig(_Frozen):
         batch_size: Batch size; default per dataset (digits and MNIST 64, CIFAR 512).
         val_fraction: Fraction of the training set held out for validation.
         augment: Random crop + flip on training batches; default on for CIFAR only.
-        seed: Seeds weights, data split and batch order.
+        seed: Seeds weights and batch order (the train/validation split is fixed).
         device: ``auto`` (GPU if present), ``cpu``, ``gpu``/``cuda`` or ``mps``.
         precision: Lightning precision, e.g. ``32-true`` or ``bf16-mixed``.
         channels_last: Keep conv weights and inputs in channels-last memory layout (default

@@ -235,7 +235,7 @@ class LRRangeTest(pl.Callback):
             this many times how far it had fallen (default 3). Shifting or scaling the loss
             does not change when this fires.
         method: Suggestion method: ``bracket`` (default, chosen by benchmark; see
-            docs/BENCHMARKS.md), ``steepest``, ``valley`` or ``minimum`` (÷10).
+            docs/benchmarks-history.md), ``steepest``, ``valley`` or ``minimum`` (÷10).
         target: ``constant`` (a working LR), ``max`` (the peak LR of a one-cycle or warm-up
             schedule) or ``auto`` (default: ``max`` when the module uses such a schedule).
         epoch: Run at the start of this epoch instead of at fit start.

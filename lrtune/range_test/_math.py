@@ -418,7 +418,7 @@ def probe_candidates(
     A range test changes the LR every step and favours LRs that are too small (a greedy,
     short-horizon signal); short constant-LR probes are biased the other way, so the
     candidates reach above the suggestion. None is below it by default (``below=0``): the
-    one below won 3 of 90 benchmark runs (docs/BENCHMARKS.md, issue 14, third round).
+    one below won 3 of 90 benchmark runs (docs/benchmarks-history.md, issue 14, third round).
     """
     if count < 1 or spacing <= 0 or below < 0:
         raise ConfigError(

@@ -5,7 +5,7 @@ the same arguments, and the answer (:class:`~lrtune.LRFinder`) has the interface
 Lightning's ``_LRFinder`` (``suggestion()``, ``results``, ``plot()``). The work is
 :func:`lrtune.find_lr`'s: this module only maps Lightning's argument names and reads the
 Trainer's device, precision, gradient clipping and accumulation. What changes for a user
-is in the README ("From Lightning's lr_find") and docs/LIGHTNING_PARITY.md.
+is in docs/range-test.md and docs/LIGHTNING_PARITY.md.
 """
 
 from __future__ import annotations

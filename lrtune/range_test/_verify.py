@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Verification:
     """How :func:`~lrtune.find_lr` and :class:`~lrtune.LRRangeTest` check the sweep's
-    suggestion. The defaults were chosen by benchmark (docs/BENCHMARKS.md, issue 19); a
+    suggestion. The defaults were chosen by benchmark (docs/benchmarks-history.md, issue 19); a
     user never needs to touch them. ``verify=True`` means ``Verification()``.
 
     Args:
@@ -77,7 +77,7 @@ class Verification:
             held-out loss may rise by this many standard errors before the winner is
             rejected (default 0: the lowest loss wins, ties to the smaller LR, and any
             rise rejects. A margin of 2 was measured too: chosen by no
-            leave-one-setting-out fold, docs/BENCHMARKS.md, issue 19).
+            leave-one-setting-out fold, docs/benchmarks-history.md, issue 19).
         confirm: A winner above the sweep's suggestion trains on to this many times
             ``steps`` and is rejected if its loss turns non-finite or spikes, or its
             held-out loss turns up (default 2, as long as the sweep; ``None``: no

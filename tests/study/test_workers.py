@@ -181,7 +181,7 @@ def test_cli_exit_code_1_when_trials_keep_failing(tmp_path: Path) -> None:
     ))  # fmt: skip
     code = subprocess.run(
         [sys.executable, "-c", (
-            "import sys, tests.test_workers as t, lrtune.study._objective as s\n"
+            "import sys, tests.study.test_workers as t, lrtune.study._objective as s\n"
             "s._train_trial = lambda *a, **k: t.broken_module(type('C', (), {'seed': 0}))\n"
             "from lrtune.cli import main\n"
             f"sys.exit(main(['search', {str(study_file)!r}, '--storage', "
