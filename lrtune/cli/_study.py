@@ -50,14 +50,24 @@ def search_command(
     ] = None,
     artifacts: ArtifactsOpt = None,
     workers: Annotated[
-        int,
+        str | None,
+        typer.Option(
+            metavar="N|auto",
+            help="Worker processes on this machine, all on the same storage (CPU threads "
+            "split between them; one GPU each when there are several). 'auto' fills every "
+            "visible GPU with several workers each (see --trials-per-gpu); without a GPU it "
+            "is one worker. Other machines join with the same command and storage URL. "
+            "[default: the study file's workers, else 1]",
+        ),
+    ] = None,
+    trials_per_gpu: Annotated[
+        int | None,
         typer.Option(
             min=1,
-            help="Worker processes on this machine, all on the same storage (CPU threads "
-            "split between them; one GPU each when there are several). Other machines join "
-            "with the same command and storage URL.",
+            help="With --workers auto: this many workers on each GPU [default: measured from "
+            "one short trial: as many as fit in GPU memory and keep the GPU busy, at most 8].",
         ),
-    ] = 1,
+    ] = None,
     json_out: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial lines.")] = False,
     verbose: Annotated[
@@ -79,7 +89,8 @@ def search_command(
     the best config written as YAML for `lrtune train --config`, and the study report
     (`lrtune report`) uploaded as an artifact. See them with `lrtune dashboard`.
 
-    Scale out: --workers N runs N processes here; more machines join by running the same
+    Scale out: --workers N runs N processes here (--workers auto packs several onto each
+    GPU); more machines join by running the same
     command with the same --storage (PostgreSQL/MySQL URL, or a journal file on a shared
     filesystem). The study stops at n_trials finished trials across all of them.
     Exit codes: 0 done, 2 bad input, 1 trials kept failing the same way (study stopped).
@@ -92,7 +103,8 @@ def search_command(
         _put(overrides, key.split("."), value)
     given: dict[str, Any] = {
         "n_trials": n_trials, "timeout": timeout, "storage": storage, "name": study_name,
-        "seed": seed, "artifacts": artifacts,
+        "seed": seed, "artifacts": artifacts, "trials_per_gpu": trials_per_gpu,
+        "workers": _workers(workers) if workers is not None else None,
     }  # fmt: skip
     overrides.update({key: value for key, value in given.items() if value is not None})
     from lrtune.config import study_config_from
@@ -114,10 +126,22 @@ def search_command(
     out = best_out or Path(f"best-{config.name}.yaml")
     study = search(
         study_file, overrides=overrides, progress=None if quiet else sys.stderr, best_out=out,
-        workers=workers,
     )  # fmt: skip
     with closing_storage(study):
         _print_searched(study, config, out, json_out)
+
+
+def _workers(value: str) -> int | str:
+    """``--workers``: a count >= 1 or ``auto``."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise LrtuneError(f"--workers expects a number >= 1 or auto, got {value!r}")
+    return count
 
 
 def _print_searched(study: Any, config: Any, out: Path, json_out: bool) -> None:

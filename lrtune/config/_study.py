@@ -317,6 +317,13 @@ class StudyConfig(_Frozen):
     seed: int = Field(0, ge=0, lt=2**32)
     storage: str | None = None
     artifacts: Path | None = None
+    workers: int | Literal["auto"] = 1
+    """Worker processes on this machine, all on the study's storage (default 1: the search
+    runs in its own process). ``auto`` fills every visible GPU: ``trials_per_gpu`` workers on
+    each, or as many as a short measurement of one trial says pay (``lrtune.study._packing``);
+    without a GPU, ``auto`` is one worker."""
+    trials_per_gpu: int | None = Field(None, ge=1)
+    """With ``workers: auto``, this many workers on each GPU (default: measured)."""
     enqueue_defaults: bool = False
     """Run each optimizer once at its registry defaults first (default ``False``)."""
     enqueue_finder: bool = True
@@ -370,6 +377,12 @@ class StudyConfig(_Frozen):
     def _stop(self) -> StudyConfig:
         if self.n_trials is None and self.timeout is None:
             raise ValueError("n_trials or timeout is required (or both)")
+        if isinstance(self.workers, int) and self.workers < 1:
+            raise ValueError(f"workers must be >= 1 or 'auto', got {self.workers}")
+        if self.trials_per_gpu is not None and self.workers != "auto":
+            raise ValueError(
+                f"trials_per_gpu applies to workers: auto (workers is {self.workers!r})"
+            )
         if self.module is None and self.objective.metric not in LRTUNE_METRICS:
             raise ValueError(
                 f"objective.metric must be one of {', '.join(map(repr, LRTUNE_METRICS))} (what "

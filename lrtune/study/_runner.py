@@ -56,7 +56,7 @@ def _comparable(config: StudyConfig) -> dict[str, Any]:
     data = config.to_dict()
     for key in (
         "n_trials", "timeout", "storage", "artifacts", "question", "expected_cost", "data_dir",
-        "test", "channels_last", "compile", "code_dir",
+        "test", "channels_last", "compile", "code_dir", "workers", "trials_per_gpu",
     ):  # fmt: skip
         data.pop(key, None)
     return data

@@ -8,10 +8,11 @@ configuration. The runner itself is :mod:`lrtune.study._runner`.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import optuna
 from optuna.trial import TrialState
@@ -30,6 +31,7 @@ from lrtune.storage import (
     open_storage,
 )
 from lrtune.study._factories import create_pruner, create_sampler
+from lrtune.study._packing import Packing, measure_trial, plan_packing, visible_devices
 from lrtune.study._progress import print_summary
 from lrtune.study._runner import TrialCallback, open_study, run_worker
 
@@ -54,14 +56,11 @@ def _precheck(
     *,
     datamodule_factory: object,
     callbacks: Sequence[object],
-    workers: int,
     factories: tuple[object, ...],
     best_out: str | Path | None = None,
 ) -> None:
     """Everything that can be wrong with the input, before the storage is touched."""
     try:
-        if workers < 1:
-            raise ConfigError(f"workers must be >= 1, got {workers}")
         if len(config.name.encode()) > MAX_NAME_BYTES:  # file names: 255 bytes at most
             raise ConfigError(
                 f"name: {len(config.name.encode())} bytes long, at most {MAX_NAME_BYTES} "
@@ -92,7 +91,7 @@ def _precheck(
         for hook in callbacks:
             if isinstance(hook, SearchCallback):
                 hook.check(config)
-        if workers > 1:
+        if config.workers != 1:
             import pickle
 
             for factory in (*factories, *callbacks):
@@ -103,7 +102,7 @@ def _precheck(
                 except Exception:
                     raise ConfigError(
                         f"{getattr(factory, '__name__', factory)!s} cannot be sent to worker "
-                        "processes: with workers > 1, factories and callbacks must be "
+                        "processes: with several workers, factories and callbacks must be "
                         "module-level functions or classes (no lambdas or closures)"
                     ) from None
     except ConfigError as error:
@@ -134,7 +133,8 @@ def search(
     best_out: str | Path | None = None,
     publish: bool = True,
     callbacks: Sequence[SearchCallback | TrialCallback] = (),
-    workers: int = 1,
+    workers: int | Literal["auto"] | None = None,
+    trials_per_gpu: int | None = None,
     **fields: Any,
 ) -> optuna.Study:
     """Run (or resume) a study until ``n_trials`` trials have finished or time runs out.
@@ -158,10 +158,14 @@ def search(
             start, after each trial, end) or plain Optuna trial callbacks
             ``f(study, frozen_trial)``, called after each trial in order (default none).
             With ``workers > 1`` each worker gets a pickled copy.
-        workers: Worker processes on this machine (default 1: this process). Each runs
-            trials against the same storage; CPU threads are split between them and each
-            gets its own GPU when there are several. More machines join by running the
-            same search on the same storage.
+        workers: Worker processes on this machine (default: the study file's
+            ``workers``, else 1: this process). Each runs trials against the same storage;
+            CPU threads are split between them and each gets its own GPU when there are
+            several. ``"auto"`` fills every visible GPU with several workers each
+            (:mod:`lrtune.study._packing`). More machines join by running the same search
+            on the same storage.
+        trials_per_gpu: With ``workers="auto"``, this many workers per GPU (default: the
+            study file's, else measured from one short trial).
         **fields: Top-level study fields to override, e.g. ``n_trials=10``.
 
     Returns:
@@ -174,17 +178,19 @@ def search(
         ConfigError: Bad input (nothing was written to the storage).
         StudyFailedError: Trials kept failing the same way; the finished ones are kept.
     """
+    given = {"workers": workers, "trials_per_gpu": trials_per_gpu}
+    fields = {**fields, **{k: v for k, v in given.items() if v is not None}}
     config, source = _validated(study, {**(overrides or {}), **fields})
     hooks: list[SearchCallback | TrialCallback] = [DashboardPublisher()] if publish else []
     hooks += list(callbacks)
     _precheck(
         config, source, datamodule_factory=datamodule_factory, callbacks=hooks,
-        workers=workers, factories=(module_factory, datamodule_factory), best_out=best_out,
+        factories=(module_factory, datamodule_factory), best_out=best_out,
     )  # fmt: skip
     storage = open_storage(config.storage)
     try:
         optuna_study = _search(
-            config, storage, hooks, workers, progress, best_out,
+            config, storage, hooks, progress, best_out,
             module_factory=module_factory, datamodule_factory=datamodule_factory,
         )  # fmt: skip
     finally:  # the returned study reconnects when it is read again
@@ -196,7 +202,6 @@ def _search(
     config: StudyConfig,
     storage: optuna.storages.BaseStorage,
     hooks: Sequence[SearchCallback | TrialCallback],
-    workers: int,
     progress: TextIO | None,
     best_out: str | Path | None,
     *,
@@ -205,12 +210,13 @@ def _search(
 ) -> optuna.Study:
     failure: StudyFailedError | None = None
     try:
-        if workers > 1:
+        packing = _packing(config, progress)
+        if packing is not None:
             from lrtune.study._workers import run_workers
 
             optuna_study = open_study(config, storage)
             run_workers(
-                config, workers, module_factory=module_factory,
+                config, packing, module_factory=module_factory,
                 datamodule_factory=datamodule_factory, quiet=progress is None, callbacks=hooks,
             )  # fmt: skip
         else:
@@ -237,3 +243,24 @@ def _search(
     if failure is not None:
         raise failure
     return optuna_study
+
+
+def _packing(config: StudyConfig, progress: TextIO | None) -> Packing | None:
+    """Where the workers run (``None``: in this process)."""
+    if config.workers == 1:
+        return None
+    if config.workers != "auto":
+        from lrtune.study._workers import worker_plan
+
+        return worker_plan(config.workers)
+    devices = visible_devices()
+    footprint = None
+    if devices and config.trials_per_gpu is None:
+        footprint = measure_trial(config)
+    packing = plan_packing(
+        devices, os.cpu_count() or 1, trials_per_gpu=config.trials_per_gpu, footprint=footprint
+    )
+    if progress is not None:
+        s = "s" * (packing.workers > 1)
+        print(f"lrtune: workers auto: {packing.workers} worker{s} ({packing.why})", file=progress)
+    return None if packing.gpus == (None,) else packing

@@ -7,7 +7,8 @@ other machines join by running the same ``lrtune search`` on the same storage UR
 
 Each worker gets ``cpu_count // workers`` torch threads (tiny models on a shared CPU run
 10x slower when threads oversubscribe the cores) and, when there are several GPUs, one GPU
-(``CUDA_VISIBLE_DEVICES``), round robin. Workers die with the parent process (Linux), so
+(``CUDA_VISIBLE_DEVICES``), round robin; ``workers: auto`` packs several workers onto each
+GPU (:mod:`lrtune.study._packing`). Workers die with the parent process (Linux), so
 killing ``lrtune search`` kills its workers; their running trials are failed and retried
 on the next run.
 """
@@ -23,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lrtune.errors import ConfigError, LrtuneError, StudyFailedError
+from lrtune.study._packing import Packing
 
 if TYPE_CHECKING:
     from lrtune.config import StudyConfig
@@ -31,15 +33,20 @@ if TYPE_CHECKING:
 __all__ = ["run_workers", "worker_plan"]
 
 
-def worker_plan(workers: int) -> list[dict[str, Any]]:
-    """Per worker: ``threads`` (torch CPU threads) and ``gpu`` (index, or ``None``)."""
-    gpus = 0
-    with contextlib.suppress(Exception):
-        import torch
+def worker_plan(workers: int, gpus: int | None = None) -> Packing:
+    """``workers`` processes: CPU threads split between them and, when there are several
+    GPUs (``gpus``, default: the visible ones), one GPU each, round robin."""
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    if gpus is None:
+        gpus = 0
+        with contextlib.suppress(Exception):
+            import torch
 
-        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     threads = max(1, (os.cpu_count() or 1) // workers)
-    return [{"threads": threads, "gpu": (i % gpus) if gpus > 1 else None} for i in range(workers)]
+    where = tuple((i % gpus) if gpus > 1 else None for i in range(workers))
+    return Packing(where, threads, 0, f"{workers} workers, as given")
 
 
 def _die_with_parent(parent: int) -> None:
@@ -59,18 +66,19 @@ def _worker_main(
     parent: int,
     config_data: dict[str, Any],
     factories: tuple[Callable[..., Any] | None, Callable[..., Any] | None],
-    plan: dict[str, Any],
+    gpu: int | None,
+    threads: int,
     quiet: bool,
     callbacks: tuple[Any, ...],
     results: Any,
 ) -> None:
     _die_with_parent(parent)
-    if plan["gpu"] is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(plan["gpu"])
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     import optuna
     import torch
 
-    torch.set_num_threads(plan["threads"])
+    torch.set_num_threads(threads)
     tag = f"w{index} "
     from lrtune._logging import log_to_stderr, quiet_lightning, tracebacks_to_file
 
@@ -108,7 +116,7 @@ def _worker_main(
 
 def run_workers(
     config: StudyConfig,
-    workers: int,
+    workers: int | Packing,
     *,
     module_factory: Callable[..., Any] | None = None,
     datamodule_factory: Callable[..., Any] | None = None,
@@ -116,6 +124,9 @@ def run_workers(
     callbacks: Sequence[SearchCallback | Callable[..., Any]] = (),
 ) -> None:
     """Start ``workers`` processes on ``config``'s study and wait for all of them.
+
+    ``workers`` is a count (see :func:`worker_plan`) or a :class:`Packing` that says where
+    each worker runs (``workers: auto``, :func:`lrtune.study._packing.plan_packing`).
 
     A worker that dies (killed, out of memory) leaves its running trial to the others,
     which fail it and run its parameters again; the study still reaches ``n_trials``.
@@ -128,13 +139,11 @@ def run_workers(
     """
     import multiprocessing
 
-    if workers < 1:
-        raise ConfigError(f"workers must be >= 1, got {workers}")
+    plan = workers if isinstance(workers, Packing) else worker_plan(workers)
     context = multiprocessing.get_context("spawn")
     results = context.SimpleQueue()
-    plan = worker_plan(workers)
     processes = []
-    for index in range(workers):
+    for index, gpu in enumerate(plan.gpus):
         process = context.Process(
             target=_worker_main,
             args=(
@@ -142,7 +151,8 @@ def run_workers(
                 os.getpid(),
                 config.to_dict(),
                 (module_factory, datamodule_factory),
-                plan[index],
+                gpu,
+                plan.threads,
                 quiet,
                 tuple(callbacks),
                 results,
@@ -152,10 +162,12 @@ def run_workers(
         process.start()
         processes.append(process)
     if not quiet:
-        threads = plan[0]["threads"]
-        gpus = sorted({p["gpu"] for p in plan if p["gpu"] is not None})
-        where = f"GPUs {gpus}" if gpus else f"{threads} CPU thread{'s' * (threads > 1)} each"
-        print(f"lrtune: {workers} workers on study {config.name!r} ({where})", file=sys.stderr)
+        threads = plan.threads
+        gpus = sorted({g for g in plan.gpus if g is not None})
+        where = f"{threads} CPU thread{'s' * (threads > 1)} each"
+        if gpus:
+            where = f"GPUs {gpus}, {where}" + (f"; {plan.why}" if plan.per_gpu else "")
+        print(f"lrtune: {plan.workers} workers on study {config.name!r} ({where})", file=sys.stderr)
     try:  # reap each worker as it ends (a killed one must not linger as a zombie)
         from multiprocessing.connection import wait
 
@@ -188,5 +200,5 @@ def run_workers(
         logging.getLogger("lrtune").warning(
             "workers that did not finish: %s", "; ".join([*dead, *crashed])
         )
-    if len(dead) + len(crashed) == workers:
-        raise LrtuneError(f"all {workers} workers died ({'; '.join([*dead, *crashed])})")
+    if len(dead) + len(crashed) == plan.workers:
+        raise LrtuneError(f"all {plan.workers} workers died ({'; '.join([*dead, *crashed])})")
