@@ -14,6 +14,7 @@ ENTRY_POINTS = {
     "lrtune.range_test._callback": ("LRRangeTest",),
     "lrtune.range_test._tuner": ("lr_find",),
     "lrtune.training": ("train",),
+    "lrtune.study._search": ("search",),
 }
 
 

@@ -177,6 +177,20 @@ def search(
     Raises:
         ConfigError: Bad input (nothing was written to the storage).
         StudyFailedError: Trials kept failing the same way; the finished ones are kept.
+
+    Example::
+
+        >>> import tempfile
+        >>> from lrtune import StudyConfig, search
+        >>> folder = tempfile.mkdtemp()
+        >>> config = StudyConfig.model_validate({
+        ...     "name": "demo", "dataset": "digits", "model": "mlp", "device": "cpu",
+        ...     "budget": {"epochs": 1}, "n_trials": 3, "storage": f"{folder}/demo.journal",
+        ...     "space": {"optimizers": ["adam", "sgd"], "lr": {"low": 1e-4, "high": 1e-1}},
+        ... })
+        >>> study = search(config, progress=None, publish=False)
+        >>> len(study.trials), study.best_trial.params["optimizer"] in ("adam", "sgd")
+        (3, True)
     """
     given = {"workers": workers, "trials_per_gpu": trials_per_gpu}
     fields = {**fields, **{k: v for k, v in given.items() if v is not None}}
