@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
+from typing_extensions import override
 
 from lrtune._compat._core import scale_last_lr
 from lrtune._compat._lightning import is_mock_optimizer
@@ -342,6 +343,7 @@ class LRRangeTest(pl.Callback):
         self.result: RangeTestResult | None = None
 
     @property
+    @override
     def state_key(self) -> str:
         return self._generate_state_key(epoch=self._epoch, step=self._step, label=self._label)
 
@@ -352,27 +354,33 @@ class LRRangeTest(pl.Callback):
         return LRFinder(self.result) if self.result is not None else None
 
     # ------------------------------------------------------------------ hooks
+    @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":  # the LR field, found before any training or not at all
             self._attr = lr_attribute(pl_module, trainer.datamodule, self._update_attr)
 
+    @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._epoch is None and self._step is None:
             self._run(trainer, pl_module)
 
+    @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._epoch is not None and trainer.current_epoch == self._epoch:
             self._run(trainer, pl_module)
 
+    @override
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if self._step is not None and trainer.global_step == self._step:
             self._run(trainer, pl_module)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"result": self.result.to_dict() if self.result is not None else None}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         data = state_dict.get("result")
         self.result = RangeTestResult.from_dict(data) if data else None
