@@ -119,11 +119,11 @@ def _study_file(tmp_path: Path, text: str = BASE, name: str = "ok") -> Path:
 # (id, flags ("{file}": a regular file in tmp_path), fragments of the error line)
 SEARCH_FLAGS: list[Any] = [
     ("workers-0", ["--workers", "0"],
-     ["Invalid value for '--workers'", "greater than or equal to 1"]),
+     ["Invalid value for '--workers'", "a number >= 1 or auto", "'0'"]),
     ("workers-negative", ["--workers", "-2"],
-     ["Invalid value for '--workers'", "greater than or equal to 1"]),
+     ["Invalid value for '--workers'", "a number >= 1 or auto", "'-2'"]),
     ("workers-not-an-integer", ["--workers", "abc"],
-     ["Invalid value for '--workers'", "valid integer"]),
+     ["Invalid value for '--workers'", "a number >= 1 or auto", "'abc'"]),
     ("n-trials-negative", ["--n-trials", "-5"], ["n_trials must be >= 1, got -5"]),
     ("timeout-negative", ["--timeout", "-1"], ["timeout must be > 0", "got -1.0"]),
     ("timeout-zero", ["--timeout", "0"], ["timeout must be > 0", "got 0.0"]),

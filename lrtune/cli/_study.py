@@ -140,7 +140,9 @@ def _workers(value: str) -> int | str:
     except ValueError:
         count = 0
     if count < 1:
-        raise LrtuneError(f"--workers expects a number >= 1 or auto, got {value!r}")
+        raise LrtuneError(
+            f"Invalid value for '--workers': expected a number >= 1 or auto, got {value!r}"
+        )
     return count
 
 

@@ -120,8 +120,11 @@ def test_workers_auto_on_the_cpu_runs_one_worker_in_this_process(
 @pytest.mark.parametrize(
     ("flags", "fragments"),
     [
-        (("--workers", "two"), ("--workers expects a number >= 1 or auto", "'two'")),
-        (("--workers", "0"), ("--workers expects a number >= 1 or auto",)),
+        (
+            ("--workers", "two"),
+            ("Invalid value for '--workers': expected a number >= 1 or auto", "'two'"),
+        ),
+        (("--workers", "0"), ("Invalid value for '--workers'",)),
         (("--trials-per-gpu", "2"), ("trials_per_gpu applies to workers: auto",)),
     ],
 )
