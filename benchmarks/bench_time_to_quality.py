@@ -14,7 +14,8 @@ loop itself has no test pass), so that its best trial has a test accuracy.
 **lrtune** is ``lrtune.study.search`` on a study that names only the task, the four
 optimizers and ``lr: auto``, the rest at lrtune's defaults (a journal file in a temporary
 folder). Variants pin older defaults (``--variants``), e.g. ``lrtune-old``: no trials
-queued at the finder's LRs and the whole space from the first trial (``space.grow``).
+queued at the finder's LRs, the whole space from the first trial (``space.grow``) and every
+range test before the first trial, or ``lrtune-upfront``: only the last of these.
 
 Wall time counts from the call (lrtune's range tests included) to the end of each trial.
 The best validation accuracy so far counts complete trials. Per model, the target is the
@@ -71,7 +72,12 @@ MODELS = {  # name: (dataset, model)
 VARIANTS: dict[str, dict[str, Any]] = {
     "lrtune": {},
     # before issue 20: no trials at the finder's LRs, the whole space from the first trial
-    "lrtune-old": {"enqueue_finder": False, "space": {"grow": False}},
+    "lrtune-old": {
+        "enqueue_finder": False,
+        "space": {"grow": False, "lr": {"auto": True, "range_tests": "upfront"}},
+    },
+    # every range test in the set-up, before any trial (before range_tests: first_use)
+    "lrtune-upfront": {"space": {"lr": {"auto": True, "range_tests": "upfront"}}},
     "lrtune-nogrow": {"space": {"grow": False}},
     "lrtune-noqueue": {"enqueue_finder": False},
     # pruning in a finer unit: the same 3 epochs as a steps budget, validated (and

@@ -37,7 +37,9 @@ class SearchCallback:
         self, study: optuna.Study, config: StudyConfig, lr_auto: Mapping[str, Any]
     ) -> None:
         """In each worker, under the study's set-up lock, after ``lr: auto``'s range tests
-        (``lr_auto``: their stored ranges and curves; empty without ``lr: auto``)."""
+        (``lr_auto``: their stored ranges and curves; empty without ``lr: auto``). With
+        ``range_tests: first_use`` the set-up may have run none of them yet: this is called
+        again, under the lock, each time more have run (``lr_auto`` then holds them all)."""
 
     def on_start(
         self, study: optuna.Study, config: StudyConfig, lr_auto: Mapping[str, Any]

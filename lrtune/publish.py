@@ -62,7 +62,9 @@ class DashboardPublisher(SearchCallback):
     def on_setup(
         self, study: optuna.Study, config: StudyConfig, lr_auto: Mapping[str, Any]
     ) -> None:
-        """Upload ``lr: auto``'s range-test curves as an HTML artifact (once per study)."""
+        """Upload ``lr: auto``'s range-test curves as an HTML artifact (again, replacing it,
+        when more range tests have run)."""
+        self._auto = dict(lr_auto)
         results = [RangeTestResult.from_dict(v["result"]) for v in lr_auto.values()
                    if v.get("result")]  # fmt: skip
         if not results:

@@ -74,6 +74,11 @@ class LRSpace(_Frozen):
             efficiency benchmark the verified centre gave more diverging trials and no
             fewer trials to a good result, for 2.5x the range tests' cost; see
             docs/benchmarks-history.md, issue 14).
+        range_tests: When ``auto``'s range tests run. ``first_use`` (default): each
+            optimizer's just before its first trial, so the first model trains after one
+            range test instead of all of them, and an optimizer the search never samples
+            costs nothing (docs/BENCHMARKS.md, issue 20). ``upfront``: all of them in the
+            study's set-up, before any trial. The ranges are the same either way.
     """
 
     auto: bool = False
@@ -83,6 +88,7 @@ class LRSpace(_Frozen):
     num_steps: int = Field(100, ge=10)
     linked: bool = True
     verify: bool = False
+    range_tests: Literal["first_use", "upfront"] = "first_use"
 
     @model_validator(mode="before")
     @classmethod

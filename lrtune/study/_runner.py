@@ -28,7 +28,7 @@ from lrtune.results import ATTR_BASELINE, ATTR_CONFIG, finished_count
 from lrtune.space import default_params, lr_ranges
 from lrtune.storage import DEFAULT_STORAGE, close_storage, mask_url, open_storage
 from lrtune.study import _coordination as coord
-from lrtune.study._auto_lr import auto_lr
+from lrtune.study._auto_lr import AutoRanges
 from lrtune.study._factories import create_pruner, create_sampler
 from lrtune.study._objective import ATTR_INPUT_ERROR, _objective
 from lrtune.study._progress import Progress
@@ -59,6 +59,7 @@ def _comparable(config: StudyConfig) -> dict[str, Any]:
         "test", "channels_last", "compile", "code_dir", "workers", "trials_per_gpu",
     ):  # fmt: skip
         data.pop(key, None)
+    data["space"]["lr"].pop("range_tests", None)  # when they run, not what they find
     return data
 
 
@@ -130,24 +131,61 @@ def _enqueue_baselines(study: optuna.Study, config: StudyConfig) -> None:
     study.set_user_attr(_ATTR_BASELINES_ENQUEUED, True)
 
 
+def _finder_queued(study: optuna.Study, config: StudyConfig) -> list[str]:
+    """The optimizers whose ``enqueue_finder`` trial was queued (``True``: all of them, as
+    studies stored it before range tests ran on first use)."""
+    queued = study.user_attrs.get(_ATTR_FINDER_ENQUEUED)
+    return list(config.space.optimizers) if queued is True else list(queued or [])
+
+
 def _enqueue_finder(
-    study: optuna.Study,
-    config: StudyConfig,
-    auto: Mapping[str, Any],
-    ranges: Mapping[str, tuple[float, float]],
-) -> None:
-    """``enqueue_finder``: one trial per optimizer at its range test's suggested LR (other
-    hyperparameters at registry defaults), queued once per study, before any other."""
-    if not config.enqueue_finder or not auto or study.user_attrs.get(_ATTR_FINDER_ENQUEUED):
-        return
-    for name in config.space.optimizers:
-        lr = (auto.get(name) or {}).get("result", {}).get("suggestion")
-        if lr is None:  # the range test found no LR: the sampler starts this one
-            continue
-        study.enqueue_trial(
-            default_params(config, name, ranges, lr=lr), user_attrs={"start": "lr finder"}
-        )
-    study.set_user_attr(_ATTR_FINDER_ENQUEUED, True)
+    study: optuna.Study, config: StudyConfig, ranges: AutoRanges, names: Sequence[str]
+) -> bool:
+    """``enqueue_finder``: a trial for each optimizer of ``names`` at its range test's
+    suggested LR (other hyperparameters at registry defaults), each queued once per study.
+    Their range tests must have run. Returns whether a trial was queued."""
+    queued = _finder_queued(study, config)
+    todo = [n for n in names if n not in queued]
+    if not config.enqueue_finder or not todo:
+        return False
+    added = False
+    for name in todo:
+        lr = (ranges.entries.get(name) or {}).get("result", {}).get("suggestion")
+        if lr is not None:  # else the range test found no LR: the sampler starts this one
+            study.enqueue_trial(
+                default_params(config, name, ranges, lr=lr), user_attrs={"start": "lr finder"}
+            )
+            added = True
+    study.set_user_attr(_ATTR_FINDER_ENQUEUED, [*queued, *todo])
+    return added
+
+
+class _FinderQueue:
+    """``range_tests: first_use`` with ``enqueue_finder``: before a trial, when no queued
+    trial waits, run the range test of the next optimizer (in the study's order) whose
+    finder trial is not queued yet and queue it. The first model then trains after one range
+    test instead of all of them; the sampler takes over once every optimizer had its turn."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        config: StudyConfig,
+        storage: optuna.storages.BaseStorage,
+        ranges: AutoRanges,
+    ) -> None:
+        self._study, self._config, self._storage, self._ranges = study, config, storage, ranges
+        self._done = not config.enqueue_finder
+
+    def __call__(self) -> None:
+        if self._done or self._study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return
+        with coord.setup_lock(self._storage, self._config.name):
+            queued = _finder_queued(self._study, self._config)
+            for name in [n for n in self._config.space.optimizers if n not in queued]:
+                self._ranges.ensure([name], locked=True)
+                if _enqueue_finder(self._study, self._config, self._ranges, [name]):
+                    return
+            self._done = True
 
 
 def open_study(
@@ -333,16 +371,27 @@ def _run_worker(
         _name_objective(study, config)
         _artifact_folder(study, config)
         auto: dict[str, Any] = {}
+        ranges: Mapping[str, tuple[float, float]] = lr_ranges(config)
+        auto_ranges: AutoRanges | None = None
         if config.space.lr.auto:
-            if threads is not None:
-                threads.adjust()
-            auto = auto_lr(study, config)
+            auto_ranges = AutoRanges(
+                study, config, storage, before=None if threads is None else threads.adjust
+            )
+            if config.space.lr.range_tests == "upfront" or config.enqueue_defaults:
+                auto_ranges.ensure(config.space.optimizers, locked=True)
+            ranges, auto = auto_ranges, auto_ranges.entries
         for hook in hooks:
             hook.on_setup(study, config, auto)
-        ranges = lr_ranges(config, {k: tuple(v["range"]) for k, v in auto.items()})
         _enqueue_baselines(study, config)
-        _enqueue_finder(study, config, auto, ranges)
+        if auto_ranges is not None and config.space.lr.range_tests == "upfront":
+            _enqueue_finder(study, config, auto_ranges, config.space.optimizers)
         _enqueue_defaults(study, config, ranges)
+    before: list[Callable[[], object]] = [] if threads is None else [threads.adjust]
+    if auto_ranges is not None:
+        # range tests that run later (on first use) publish their curves as they come
+        auto_ranges.on_new = lambda entries: [h.on_setup(study, config, entries) for h in hooks]
+        if config.space.lr.range_tests == "first_use":
+            before.append(_FinderQueue(study, config, storage, auto_ranges))
     for hook in hooks:
         hook.on_start(study, config, auto)
     trial_callbacks: list[TrialCallback] = [
@@ -361,7 +410,7 @@ def _run_worker(
         _optimize(
             study, config, _objective(config, ranges, module_factory, datamodule_factory, held),
             trial_callbacks, progress, tag=tag, deadline=deadline,
-            before_trial=None if threads is None else threads.adjust,
+            before_trial=lambda: [step() for step in before],
         )  # fmt: skip
     except StudyFailedError as error:  # the finished trials still get their test pass
         failure = error

@@ -195,16 +195,22 @@ def test_lr_auto_runs_once_and_is_stored(tmp_path: Path) -> None:
     assert "start" not in study.trials[2].user_attrs  # queued once per study, not per run
 
 
-def test_the_timeout_counts_the_range_tests(tmp_path: Path) -> None:
+@pytest.mark.parametrize("when", ["upfront", "first_use"])
+def test_the_timeout_counts_the_range_tests(tmp_path: Path, when: str) -> None:
     """timeout: is a wall budget from the call: range tests that outlast it leave no time
-    for a trial (they used to start the clock only after them)."""
+    for a trial (they used to start the clock only after them). On first use, a range test
+    runs before its optimizer's first trial, so a spent budget runs neither."""
     path = _study_file(
         tmp_path, n_trials=None, timeout=0.001,
-        space={"optimizers": ["adam"], "lr": {"auto": True, "num_steps": 30}},
+        space={"optimizers": ["adam"], "lr": {"auto": True, "num_steps": 30, "range_tests": when}},
     )  # fmt: skip
     study = search(path, progress=None)
-    assert study.user_attrs["lrtune.lr_auto"]["adam"]["result"]["seconds"] > 0.001
-    assert [t.state for t in study.trials] == [TrialState.WAITING]  # the finder's, queued
+    if when == "upfront":
+        assert study.user_attrs["lrtune.lr_auto"]["adam"]["result"]["seconds"] > 0.001
+        assert [t.state for t in study.trials] == [TrialState.WAITING]  # the finder's, queued
+    else:
+        assert "lrtune.lr_auto" not in study.user_attrs
+        assert study.trials == []
 
 
 def test_search_and_best_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
