@@ -16,7 +16,7 @@ One concept per module:
   ``n_trials``, the failure streak.
 * ``_objective``: one trial (parameters -> ``TrainConfig`` -> Lightning), divergence stop,
   pruning callback.
-* ``_auto_lr``: ``lr: auto``'s range tests, once per study.
+* ``_auto_lr``: ``lr: auto``'s range tests, once per study, each at its optimizer's first use.
 * ``_test_pass``: ``test: end``'s held weights and test pass.
 * ``_progress``: the progress line and the summary.
 * ``_workers``, ``_coordination``: worker processes and how they share one storage.

@@ -388,10 +388,19 @@ def _run_worker(
         _enqueue_defaults(study, config, ranges)
     before: list[Callable[[], object]] = [] if threads is None else [threads.adjust]
     if auto_ranges is not None:
-        # range tests that run later (on first use) publish their curves as they come
-        auto_ranges.on_new = lambda entries: [h.on_setup(study, config, entries) for h in hooks]
+
+        def publish(entries: dict[str, Any]) -> None:  # range tests run on first use
+            for hook in hooks:
+                hook.on_setup(study, config, entries)
+
+        auto_ranges.on_new = publish
         if config.space.lr.range_tests == "first_use":
             before.append(_FinderQueue(study, config, storage, auto_ranges))
+
+    def before_trial() -> None:
+        for step in before:
+            step()
+
     for hook in hooks:
         hook.on_start(study, config, auto)
     trial_callbacks: list[TrialCallback] = [
@@ -410,7 +419,7 @@ def _run_worker(
         _optimize(
             study, config, _objective(config, ranges, module_factory, datamodule_factory, held),
             trial_callbacks, progress, tag=tag, deadline=deadline,
-            before_trial=lambda: [step() for step in before],
+            before_trial=before_trial,
         )  # fmt: skip
     except StudyFailedError as error:  # the finished trials still get their test pass
         failure = error

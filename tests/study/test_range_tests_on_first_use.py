@@ -124,3 +124,18 @@ def test_the_hooks_see_each_new_range_test(tmp_path: Path) -> None:
     curves = _Curves()
     search(_config(tmp_path, n_trials=2), progress=None, publish=False, callbacks=[curves])
     assert curves.seen == [[], ["sgd"], ["adam", "sgd"]]
+
+
+def test_a_rerun_may_switch_when_the_range_tests_run(
+    tmp_path: Path, events: list[str]
+) -> None:
+    """``range_tests`` is when they run, not what they find: not part of the study's
+    identity, so a rerun with ``upfront`` continues a ``first_use`` study."""
+    search(_config(tmp_path, n_trials=1), progress=None, publish=False)
+    study = search(
+        _config(tmp_path, n_trials=3, lr={"range_tests": "upfront"}), progress=None,
+        publish=False,
+    )  # fmt: skip
+    assert events == ["test sgd", "test adam", "test rmsprop"]
+    assert [t.params["optimizer"] for t in study.trials] == ["sgd", "adam", "rmsprop"]
+    assert all(t.user_attrs["start"] == "lr finder" for t in study.trials)
