@@ -28,6 +28,7 @@ Run from the repository root::
         [--seeds 0 1 2] [--trials 20] [--epochs 3] [--variants lrtune lrtune-old]
         [--out ttq.json]
     python benchmarks/bench_time_to_quality.py --merge a.json b.json --out merged.json
+    python benchmarks/bench_time_to_quality.py --noise 8 --models mnist-mlp --out noise.json
 
 Results are recorded in ``docs/BENCHMARKS.md``.
 """
@@ -249,6 +250,54 @@ def run_lrtune(
     return {"events": events, "seconds": seconds, "range_test_seconds": setup}
 
 
+# --------------------------------------------------------------------------- noise
+def noise(model_name: str, seeds: int, epochs: int, data_dir: Path) -> dict[str, list[float]]:
+    """Validation accuracy of one fixed configuration (Adam at 1e-3, torch's defaults)
+    trained ``seeds`` times on each side, seeds 0..seeds-1 (initial weights and data order):
+    how far apart two trainings of the same trial land, which bounds what a 0.5 or 1 point
+    target can tell apart."""
+    from lrtune.config import TrainConfig
+    from lrtune.models import create_model
+    from lrtune.training import train
+
+    dataset, model = MODELS[model_name]
+    data = tensors(dataset, data_dir)
+    out: dict[str, list[float]] = {"loop": [], "lrtune": []}
+    for seed in range(seeds):
+        pl.seed_everything(seed, verbose=False)
+        module = LightningNet(create_model(model, data["input_shape"], 10), "adam", 1e-3)
+        trainer = pl.Trainer(
+            max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False,
+        )  # fmt: skip
+        trainer.fit(
+            module,
+            DataLoader(data["train"], batch_size=data["batch_size"], shuffle=True),
+            DataLoader(data["val"], batch_size=data["batch_size"]),
+        )
+        out["loop"].append(float(trainer.callback_metrics["val_acc"]))
+        config = TrainConfig.model_validate({
+            "dataset": dataset, "data_dir": str(data_dir), "download": False, "model": model,
+            "epochs": epochs, "seed": seed, "device": "cpu",
+            "optimizer": {"name": "adam", "lr": 1e-3},
+        })  # fmt: skip
+        out["lrtune"].append(float(train(config, test=False).val_acc))
+        print(f"{model_name} noise seed {seed}: loop {out['loop'][-1]:.4f} lrtune "
+              f"{out['lrtune'][-1]:.4f}", flush=True)  # fmt: skip
+    return out
+
+
+def print_noise(results: dict[str, dict[str, list[float]]]) -> None:
+    print("\n## Noise: one configuration (Adam, lr 1e-3), trained once per seed\n")
+    print("| model | side | seeds | mean val | sd (points) | min | max |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for model, sides in results.items():
+        for side, values in sides.items():
+            sd = statistics.stdev(values) * 100 if len(values) > 1 else math.nan
+            print(f"| {model} | {side} | {len(values)} | {statistics.fmean(values):.4f} | "
+                  f"{sd:.2f} | {min(values):.4f} | {max(values):.4f} |")  # fmt: skip
+
+
 # --------------------------------------------------------------------------- summary
 def best_curve(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
     """(seconds, best complete val so far) at each improvement."""
@@ -262,6 +311,11 @@ def best_curve(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
 
 def time_to(events: list[dict[str, Any]], target: float) -> float | None:
     return next((s for s, v in best_curve(events) if v >= target - 1e-9), None)
+
+
+def first_model(events: list[dict[str, Any]]) -> float | None:
+    """Seconds to the first complete trial (the first model a user could take)."""
+    return next((e["seconds"] for e in events if e["state"] == "COMPLETE"), None)
 
 
 def final(events: list[dict[str, Any]]) -> tuple[float | None, float | None]:
@@ -296,6 +350,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 row[f"reached_{m:g}"] = sum(t is not None for t in times.values())
                 row[f"median_s_{m:g}"] = _median(list(times.values()))
                 row[f"times_{m:g}"] = times
+            row["median_s_first"] = _median([first_model(r["events"]) for r in rs])
             finals = [final(r["events"]) for r in rs]
             row["best_val"] = statistics.fmean(v for v, _ in finals if v is not None)
             tests = [t for _, t in finals if t is not None]
@@ -318,7 +373,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     for model, s in summary.items():
         print(f"\n## {model}: pooled best val {s['pooled_best']:.4f}\n")
         heads = ["side", *(f"reached {m:g} pt" for m in MARGINS),
-                 *(f"median s to {m:g} pt" for m in MARGINS), "final best val", "test acc",
+                 *(f"median s to {m:g} pt" for m in MARGINS), "s to first model",
+                 "final best val", "test acc",
                  "worst test", "pruned", "s per study"]  # fmt: skip
         print("| " + " | ".join(heads) + " |")
         print("|---" + "|---:" * (len(heads) - 1) + "|")
@@ -327,6 +383,7 @@ def print_summary(summary: dict[str, Any]) -> None:
             cells = [side]
             cells += [f"{row[f'reached_{m:g}']}/{row['seeds']}" for m in MARGINS]
             cells += [fmt(row[f"median_s_{m:g}"]) for m in MARGINS]
+            cells += [fmt(row.get("median_s_first"), ".1f")]
             cells += [fmt(row["best_val"], ".4f"), fmt(row["test_acc"], ".4f"),
                       fmt(row["worst_test_acc"], ".4f"), fmt(row["pruned"], ".1f"),
                       fmt(row["study_seconds"])]  # fmt: skip
@@ -386,6 +443,14 @@ def main(argv: list[str] | None = None) -> int:
         help="busy processes (a pure-Python loop each) running beside the benchmark: a noisy "
         "neighbour on the cores",
     )
+    parser.add_argument(
+        "--noise",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of the studies: train one configuration (Adam, lr 1e-3) with seeds "
+        "0..N-1 on each side and report the spread of its validation accuracy",
+    )
     parser.add_argument("--out", type=Path, default=Path("ttq.json"))
     parser.add_argument("--merge", nargs="+", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -416,6 +481,11 @@ def _run(args: argparse.Namespace) -> int:
     env["neighbours"] = args.neighbours
     print(f"# {env['date']} torch {env['torch']} lightning {env['lightning']} "
           f"optuna {env['optuna']} threads {env['threads']} git {env['git']}")  # fmt: skip
+    if args.noise:
+        spread = {m: noise(m, args.noise, args.epochs, args.data_dir) for m in args.models}
+        print_noise(spread)
+        args.out.write_text(json.dumps({"env": env, "noise": spread}, indent=1))
+        return 0
     runs: list[dict[str, Any]] = []
     for model in args.models:
         # one untimed warm-up of each side (imports, allocator, data read)
