@@ -80,6 +80,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # every range test in the set-up, before any trial (before range_tests: first_use)
     "lrtune-upfront": {"space": {"lr": {"auto": True, "range_tests": "upfront"}}},
     "lrtune-nogrow": {"space": {"grow": False}},
+    # every trial's LR annealed to 0 over its budget (cosine) instead of held constant
+    "lrtune-cosine": {"space": {"lr": "auto", "schedules": ["cosine"]}},
     "lrtune-noqueue": {"enqueue_finder": False},
     # pruning in a finer unit: the same 3 epochs as a steps budget, validated (and
     # reported to the median pruner) every half epoch

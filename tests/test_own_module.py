@@ -198,8 +198,9 @@ def test_pytorch_lightning_modules_search_prune_and_range_test(tmp_path: Path) -
     config = _study(
         tmp_path, package=SPY_PL, n_trials=4,
         pruner={"name": "median", "options": {"n_startup_trials": 1, "n_warmup_steps": 0}},
-        space={"optimizers": ["sgd", "adam"], "lr": {"auto": True, "num_steps": 20},
-               "model_options": {"hidden": [16, 32]}},
+        # upfront: the range tests' fits come first in the module's log (_check_injected)
+        space={"optimizers": ["sgd", "adam"], "model_options": {"hidden": [16, 32]},
+               "lr": {"auto": True, "num_steps": 20, "range_tests": "upfront"}},
     )  # fmt: skip
     study = search(config, progress=None, publish=False)
     _check_injected(study, _seen(tmp_path))

@@ -78,7 +78,8 @@ class LRSpace(_Frozen):
             optimizer's just before its first trial, so the first model trains after one
             range test instead of all of them, and an optimizer the search never samples
             costs nothing (docs/BENCHMARKS.md, issue 20). ``upfront``: all of them in the
-            study's set-up, before any trial. The ranges are the same either way.
+            study's set-up, before any trial (also what ``enqueue_defaults`` does: its
+            trials need every range). The ranges are the same either way.
     """
 
     auto: bool = False

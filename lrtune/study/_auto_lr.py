@@ -42,7 +42,9 @@ def auto_lr(
 
     widen = config.space.lr.widen
     base = config.base_train_config()
-    log.info("lr auto: running the LR range test of %s", ", ".join(wanted))
+    log.info(
+        "lr auto: running the LR range test%s of %s", "s" * (len(wanted) > 1), ", ".join(wanted)
+    )
     results = compare_optimizers(
         base, wanted, num_steps=config.space.lr.num_steps, verify=config.space.lr.verify
     )

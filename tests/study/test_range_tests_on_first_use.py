@@ -126,9 +126,7 @@ def test_the_hooks_see_each_new_range_test(tmp_path: Path) -> None:
     assert curves.seen == [[], ["sgd"], ["adam", "sgd"]]
 
 
-def test_a_rerun_may_switch_when_the_range_tests_run(
-    tmp_path: Path, events: list[str]
-) -> None:
+def test_a_rerun_may_switch_when_the_range_tests_run(tmp_path: Path, events: list[str]) -> None:
     """``range_tests`` is when they run, not what they find: not part of the study's
     identity, so a rerun with ``upfront`` continues a ``first_use`` study."""
     search(_config(tmp_path, n_trials=1), progress=None, publish=False)
