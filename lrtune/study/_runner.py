@@ -373,17 +373,19 @@ def _run_worker(
         auto: dict[str, Any] = {}
         ranges: Mapping[str, tuple[float, float]] = lr_ranges(config)
         auto_ranges: AutoRanges | None = None
+        # enqueue_defaults' trials need every optimizer's range: all range tests run now
+        upfront = config.space.lr.range_tests == "upfront" or config.enqueue_defaults
         if config.space.lr.auto:
             auto_ranges = AutoRanges(
                 study, config, storage, before=None if threads is None else threads.adjust
             )
-            if config.space.lr.range_tests == "upfront" or config.enqueue_defaults:
+            if upfront:
                 auto_ranges.ensure(config.space.optimizers, locked=True)
             ranges, auto = auto_ranges, auto_ranges.entries
         for hook in hooks:
             hook.on_setup(study, config, auto)
         _enqueue_baselines(study, config)
-        if auto_ranges is not None and config.space.lr.range_tests == "upfront":
+        if auto_ranges is not None and upfront:
             _enqueue_finder(study, config, auto_ranges, config.space.optimizers)
         _enqueue_defaults(study, config, ranges)
     before: list[Callable[[], object]] = [] if threads is None else [threads.adjust]
@@ -394,7 +396,7 @@ def _run_worker(
                 hook.on_setup(study, config, entries)
 
         auto_ranges.on_new = publish
-        if config.space.lr.range_tests == "first_use":
+        if not upfront:
             before.append(_FinderQueue(study, config, storage, auto_ranges))
 
     def before_trial() -> None:

@@ -137,3 +137,17 @@ def test_a_rerun_may_switch_when_the_range_tests_run(tmp_path: Path, events: lis
     assert events == ["test sgd", "test adam", "test rmsprop"]
     assert [t.params["optimizer"] for t in study.trials] == ["sgd", "adam", "rmsprop"]
     assert all(t.user_attrs["start"] == "lr finder" for t in study.trials)
+
+
+def test_enqueue_defaults_runs_every_range_test_first(tmp_path: Path, events: list[str]) -> None:
+    """``enqueue_defaults``' trials need every optimizer's range: the range tests all run
+    in the set-up, and the finder's trials still come before the defaults' trials."""
+    config = _config(tmp_path, n_trials=4, enqueue_defaults=True)
+    study = search(config, progress=None, publish=False, callbacks=[_trial_log(events)])
+    assert events == [
+        "test sgd", "test adam", "test rmsprop", "trial sgd", "trial adam", "trial rmsprop",
+        "trial sgd",
+    ]  # fmt: skip
+    ran = study.trials[:4]  # the defaults' other two trials wait in the queue
+    assert [t.user_attrs.get("start") for t in ran] == ["lr finder"] * 3 + [None]
+    assert ran[3].user_attrs["defaults"] is True
