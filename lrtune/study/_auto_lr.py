@@ -135,6 +135,9 @@ class AutoRanges(Mapping[str, tuple[float, float]]):
         low, high = self._auto[name]["range"]
         return float(low), float(high)
 
+    def __contains__(self, name: object) -> bool:  # without running a range test
+        return name in self._config.space.optimizers
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._config.space.optimizers)
 

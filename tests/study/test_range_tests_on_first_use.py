@@ -82,6 +82,31 @@ def test_the_ranges_equal_those_of_range_tests_run_up_front(tmp_path: Path) -> N
     assert [t.params for t in lazy.trials] == [t.params for t in upfront.trials]
 
 
+def test_the_ranges_test_on_reading_only(tmp_path: Path, events: list[str]) -> None:
+    """AutoRanges: membership and listing run nothing; reading a range runs its test once."""
+    from lrtune.storage import close_storage, open_storage
+    from lrtune.study._auto_lr import AutoRanges
+    from lrtune.study._runner import open_study
+
+    config = _config(tmp_path)
+    storage = open_storage(config.storage)
+    try:
+        ranges = AutoRanges(open_study(config, storage), config, storage)
+        assert (
+            "adam" in ranges
+            and "nadam" not in ranges
+            and list(ranges) == ["sgd", "adam", "rmsprop"]
+        )
+        assert events == []
+        low, high = ranges["adam"]
+        assert 0 < low < high and ranges["adam"] == (low, high)
+        assert events == ["test adam"] and ranges.tested("adam") and not ranges.tested("sgd")
+        with pytest.raises(KeyError):
+            ranges["nadam"]
+    finally:
+        close_storage(storage)
+
+
 def test_an_optimizer_no_trial_reaches_costs_no_range_test(
     tmp_path: Path, events: list[str]
 ) -> None:
