@@ -25,7 +25,8 @@ dataset: digits
 model: mlp
 model_options: {width: 32}
 batch_size: 64
-budget: {epochs: 12}  # long enough that every worker is up before the trials run out
+budget: {epochs: 24}  # long enough that every worker is up before the trials run out, even
+# under load: with range tests at first use, the first worker up starts training at once
 objective: {metric: val_acc}
 n_trials: 12
 pruner: none
