@@ -157,6 +157,26 @@ def test_accuracy(module: pl.LightningModule, data: TensorDataset) -> float:
         return float((module(x).argmax(dim=1) == y).float().mean())
 
 
+def fit_loop_module(
+    module: pl.LightningModule,
+    data: dict[str, Any],
+    epochs: int,
+    callbacks: list[pl.Callback] | None = None,
+) -> float:
+    """The loop's training of one module (a lean ``Trainer``, ``DataLoader`` batches):
+    its last validation accuracy."""
+    trainer = pl.Trainer(
+        max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
+    )  # fmt: skip
+    trainer.fit(
+        module,
+        DataLoader(data["train"], batch_size=data["batch_size"], shuffle=True),
+        DataLoader(data["val"], batch_size=data["batch_size"]),
+    )
+    return float(trainer.callback_metrics["val_acc"])
+
+
 def run_loop(model_name: str, seed: int, trials: int, epochs: int, data_dir: Path) -> dict:
     """The hand-written loop; events are (seconds since the call, state, value, test)."""
     from lrtune.models import create_model
@@ -173,17 +193,9 @@ def run_loop(model_name: str, seed: int, trials: int, epochs: int, data_dir: Pat
         lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
         net = create_model(model, data["input_shape"], 10)
         module = LightningNet(net, optimizer, lr)
-        trainer = pl.Trainer(
-            max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False,
-            callbacks=[PyTorchLightningPruningCallback(trial, monitor="val_acc")],
-        )  # fmt: skip
-        trainer.fit(
-            module,
-            DataLoader(data["train"], batch_size=data["batch_size"], shuffle=True),
-            DataLoader(data["val"], batch_size=data["batch_size"]),
+        value = fit_loop_module(
+            module, data, epochs, [PyTorchLightningPruningCallback(trial, monitor="val_acc")]
         )
-        value = float(trainer.callback_metrics["val_acc"])
         t0 = time.perf_counter()
         trial.set_user_attr("test_acc", test_accuracy(module, data["test"]))
         excluded += time.perf_counter() - t0
@@ -268,16 +280,7 @@ def noise(model_name: str, seeds: int, epochs: int, data_dir: Path) -> dict[str,
     for seed in range(seeds):
         pl.seed_everything(seed, verbose=False)
         module = LightningNet(create_model(model, data["input_shape"], 10), "adam", 1e-3)
-        trainer = pl.Trainer(
-            max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False,
-        )  # fmt: skip
-        trainer.fit(
-            module,
-            DataLoader(data["train"], batch_size=data["batch_size"], shuffle=True),
-            DataLoader(data["val"], batch_size=data["batch_size"]),
-        )
-        out["loop"].append(float(trainer.callback_metrics["val_acc"]))
+        out["loop"].append(fit_loop_module(module, data, epochs))
         config = TrainConfig.model_validate({
             "dataset": dataset, "data_dir": str(data_dir), "download": False, "model": model,
             "epochs": epochs, "seed": seed, "device": "cpu",

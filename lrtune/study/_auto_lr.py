@@ -30,14 +30,20 @@ log = logging.getLogger("lrtune.study")
 
 
 def auto_lr(
-    study: optuna.Study, config: StudyConfig, optimizers: Sequence[str] | None = None
+    study: optuna.Study,
+    config: StudyConfig,
+    optimizers: Sequence[str] | None = None,
+    before: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
     """Run the range tests of ``optimizers`` (default: the study's) that the study has not
-    stored yet, store them, and return every stored entry. Call it under the set-up lock."""
+    stored yet, store them, and return every stored entry (``before`` is called first when
+    one runs). Call it under the set-up lock."""
     stored = dict(study.user_attrs.get(ATTR_LR_AUTO) or {})
     wanted = [n for n in (optimizers or config.space.optimizers) if n not in stored]
     if not wanted:
         return stored
+    if before is not None:
+        before()
     from lrtune.range_test._find import compare_optimizers
 
     widen = config.space.lr.widen
@@ -104,10 +110,6 @@ class AutoRanges(Mapping[str, tuple[float, float]]):
         """The stored entries (range, source, result) of the optimizers tested so far."""
         return dict(self._auto)
 
-    def tested(self, name: str) -> bool:
-        """Has ``name``'s range test run (in this study, by any worker)?"""
-        return name in self._auto
-
     def ensure(self, names: Sequence[str], *, locked: bool = False) -> None:
         """Run the range tests of ``names`` not run yet (``locked``: the caller holds the
         set-up lock)."""
@@ -120,11 +122,8 @@ class AutoRanges(Mapping[str, tuple[float, float]]):
             self._run(names)
 
     def _run(self, names: Sequence[str]) -> None:
-        known = set(self._auto)
-        self._auto = dict(self._study.user_attrs.get(ATTR_LR_AUTO) or {})  # other workers'
-        if any(n not in self._auto for n in names) and self._before is not None:
-            self._before()
-        self._auto = auto_lr(self._study, self._config, names)
+        known = set(self._auto)  # auto_lr reads what other workers stored too
+        self._auto = auto_lr(self._study, self._config, names, before=self._before)
         if set(self._auto) != known and self.on_new is not None:
             self.on_new(dict(self._auto))
 
