@@ -364,7 +364,8 @@ def analyze(
         )
         return Analysis(smoothed, usable, empty, None, f"no suggestion: {reason}", None)
     lrs_a, losses_a, smoothed_kept = lrs_a[kept], losses_a[kept], smoothed[kept]
-    log_lrs = np.log10(lrs_a[skip_start:])
+    swept = lrs_a[skip_start:]  # suggestions are these LRs exactly, not 10 ** log10(lr)
+    log_lrs = np.log10(swept)
     smooth = smoothed_kept[skip_start:]
     head = slice(0, max(int(np.argmin(smooth)) + 1, 10))  # the fall, not the blow-up
     noise = _noise(losses_a[skip_start:][head])
@@ -373,16 +374,13 @@ def analyze(
     for name, fn in METHODS.items():
         try:
             index = fn(log_lrs, smooth, noise)
-            suggestions[name] = float(10 ** log_lrs[index]) / _DIVISORS.get(name, 1.0)
+            suggestions[name] = float(swept[index]) / _DIVISORS.get(name, 1.0)
         except _NoSuggestion as why:
             suggestions[name] = None
             reasons[name] = str(why)
     try:
         low, high = bracket_indices(smooth, noise)
-        bracket: tuple[float, float] | None = (
-            float(10 ** log_lrs[low]),
-            float(10 ** log_lrs[high]),
-        )
+        bracket: tuple[float, float] | None = (float(swept[low]), float(swept[high]))
     except _NoSuggestion as why:
         bracket = None
         reasons.setdefault("bracket", str(why))
