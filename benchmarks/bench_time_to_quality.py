@@ -100,6 +100,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # accuracy: the test-split targets need it. Its trials are lrtune's; its clock includes
     # those test passes (the loop's are left out of its clock), a handicap against it.
     "lrtune-tested": {"test": "improving"},
+    # each trial from its own seed (`trial_seeds: per_trial`), as the loop's trials are;
+    # tested as lrtune-tested is
+    "lrtune-reseed": {"trial_seeds": "per_trial", "test": "improving"},
 }
 
 
@@ -532,6 +535,11 @@ def main(argv: list[str] | None = None) -> int:
         help="instead of the studies: train one configuration (Adam, lr 1e-3) with seeds "
         "0..N-1 on each side and report the spread of its validation accuracy",
     )
+    parser.add_argument(
+        "--no-loop",
+        action="store_true",
+        help="run only the variants (merge with a run that has the loop, for its side)",
+    )
     parser.add_argument("--out", type=Path, default=Path("ttq.json"))
     parser.add_argument("--merge", nargs="+", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -573,7 +581,7 @@ def _run(args: argparse.Namespace) -> int:
         run_loop(model, 99, 1, 1, args.data_dir)
         run_lrtune(model, 99, 1, 1, args.data_dir, {"space": {"lr": {"low": 1e-3, "high": 1e-2}}})
         for seed in args.seeds:
-            sides = ["loop", *args.variants]
+            sides = [*([] if args.no_loop else ["loop"]), *args.variants]
             if seed % 2:
                 sides.reverse()
             for side in sides:

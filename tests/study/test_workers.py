@@ -25,8 +25,7 @@ dataset: digits
 model: mlp
 model_options: {width: 32}
 batch_size: 64
-budget: {epochs: 24}  # long enough that every worker is up before the trials run out, even
-# under load: with range tests at first use, the first worker up starts training at once
+budget: {epochs: 12}
 objective: {metric: val_acc}
 n_trials: 12
 pruner: none
@@ -36,12 +35,48 @@ space:
   lr: {auto: true, num_steps: 20}
 """
 RANGE_TEST_LINE = "running the LR range test"
+WORKERS = 3
+# A start barrier, as the sitecustomize.py of the workers' processes (spawned workers
+# inherit PYTHONPATH): each process, at its first trial, waits until every worker holds
+# one, so that the trials are shared out however the processes are scheduled (the first
+# worker up would otherwise start at once, and under load might run every trial alone).
+BARRIER = f"""\
+import os
+if os.environ.get("LRTUNE_TEST_BARRIER"):
+    import time
+    from pathlib import Path
+
+    import lrtune.study._objective as objective
+
+    train, here, waited = objective._train_trial, Path(os.environ["LRTUNE_TEST_BARRIER"]), []
+
+    def _train_trial(*args, **kwargs):
+        if not waited:
+            waited.append(True)
+            (here / str(os.getpid())).touch()
+            deadline = time.monotonic() + 120  # a worker that never comes: go on, and fail
+            while len(list(here.iterdir())) < {WORKERS} and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return train(*args, **kwargs)
+
+    objective._train_trial = _train_trial
+"""
 
 
-def _lrtune(*args: str, cwd: Path) -> subprocess.Popen[str]:
+def _lrtune(*args: str, cwd: Path, barrier: Path | None = None) -> subprocess.Popen[str]:
     """``lrtune ARGS`` in ``cwd`` (best-*.yaml and ./lrtune-artifacts of URL storages go
-    there, not into the repository)."""
+    there, not into the repository); with ``barrier``, behind the start barrier kept
+    in that folder."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if barrier is not None:
+        site = cwd / "barrier-site"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(BARRIER)
+        barrier.mkdir(exist_ok=True)
+        path = [str(site), str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")]
+        env.update(
+            PYTHONPATH=os.pathsep.join(p for p in path if p), LRTUNE_TEST_BARRIER=str(barrier)
+        )
     return subprocess.Popen(
         [sys.executable, "-m", "lrtune", *args],
         stdout=subprocess.PIPE,
@@ -76,7 +111,6 @@ def _check_study(storage: str, stderr: str, n_trials: int = 12) -> list[optuna.t
         # the only other trials are ones ended unrun because n_trials was reached
         others = [t for t in trials if t not in finished]
         assert all("surplus" in t.user_attrs for t in others), [t.user_attrs for t in others]
-        complete = [t for t in finished if t.state == TrialState.COMPLETE]
         assert len({t.number for t in trials}) == len(trials)
         # workers with distinct samplers: no two trials with the same parameters
         assert len({tuple(sorted(t.params.items())) for t in finished}) == n_trials
@@ -86,23 +120,27 @@ def _check_study(storage: str, stderr: str, n_trials: int = 12) -> list[optuna.t
         assert set(study.user_attrs["lrtune.lr_auto"]) == {"sgd", "adam"}
         names = optuna.study.get_all_study_names(opened)
         assert not [n for n in names if n.endswith(".lrtune-lock")]
-        return complete
+        return finished
 
 
 def _run_parallel(storage: str, tmp_path: Path) -> None:
-    """3 workers: `--workers 2` and a second command (another machine) started together."""
+    """3 workers: `--workers 2` and a second command (another machine) started together,
+    each holding its first trial until all three hold one."""
     study_file = tmp_path / "parallel.yaml"
     study_file.write_text(STUDY)
     args = ("search", str(study_file), "--storage", storage)
-    first = _lrtune(*args, "--workers", "2", cwd=tmp_path)
-    second = _lrtune(*args, cwd=tmp_path)
+    barrier = tmp_path / "barrier"
+    first = _lrtune(*args, "--workers", "2", cwd=tmp_path, barrier=barrier)
+    second = _lrtune(*args, cwd=tmp_path, barrier=barrier)
     code1, _, err1 = _finish(first)
     code2, _, err2 = _finish(second)
     assert code1 == 0, err1[-3000:]
     assert code2 == 0, err2[-3000:]
-    complete = _check_study(storage, err1 + err2)
-    workers = {t.user_attrs["worker"] for t in complete}
-    assert len(workers) >= 2, workers  # the trials really were shared out
+    finished = _check_study(storage, err1 + err2)
+    # the trials really were shared out: each worker process finished one at least
+    pids = {path.name for path in barrier.iterdir()}
+    assert {t.user_attrs["worker"].rsplit(":", 1)[1] for t in finished} == pids
+    assert len(pids) == WORKERS, pids
 
 
 def test_three_workers_on_the_journal_file(tmp_path: Path) -> None:
