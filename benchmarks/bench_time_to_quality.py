@@ -100,9 +100,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # accuracy: the test-split targets need it. Its trials are lrtune's; its clock includes
     # those test passes (the loop's are left out of its clock), a handicap against it.
     "lrtune-tested": {"test": "improving"},
-    # each trial from its own seed (`trial_seeds: per_trial`), as the loop's trials are;
-    # tested as lrtune-tested is
-    "lrtune-reseed": {"trial_seeds": "per_trial", "test": "improving"},
+    # Removed with the option it pinned: lrtune-reseed (`trial_seeds: per_trial`, each trial
+    # from its own seed, as the loop's are; no win, docs/BENCHMARKS.md, issue 20, third
+    # round). Its figures are reproduced by this script at commit a453f99.
 }
 
 

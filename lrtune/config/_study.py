@@ -322,11 +322,6 @@ class StudyConfig(_Frozen):
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
     seed: int = Field(0, ge=0, lt=2**32)
-    trial_seeds: Literal["same", "per_trial"] = "same"
-    """``same`` (default): every trial trains from ``seed`` (the same initial weights and
-    batch order), so trials differ only by their hyperparameters. ``per_trial``: each trial
-    draws its own, derived from ``seed`` and its number and stored in its config, so the
-    search samples initialisations as well (as an Optuna loop that seeds nothing does)."""
     storage: str | None = None
     artifacts: Path | None = None
     workers: int | Literal["auto"] = 1

@@ -115,9 +115,6 @@ def _objective(
                 train_config = baseline_config(config, baseline)
             else:
                 train_config = suggest_config(trial, config, ranges)
-            if config.trial_seeds == "per_trial":
-                seed = trial_seed(config.seed, trial.number)
-                train_config = train_config.model_copy(update={"seed": seed})
             trial.set_user_attr("config", train_config.to_dict())
             start = time.perf_counter()
             try:
@@ -156,15 +153,6 @@ def _empty_device_cache() -> None:
         torch.cuda.empty_cache()
 
 
-def trial_seed(seed: int, number: int) -> int:
-    """Trial ``number``'s seed under ``trial_seeds: per_trial``: a hash of the study's
-    ``seed`` and the number (numpy's ``SeedSequence``), so no two trials, nor two studies
-    with nearby seeds, share one."""
-    import numpy as np
-
-    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
-
-
 def _train_trial(
     trial: optuna.Trial,
     config: StudyConfig,
@@ -177,9 +165,8 @@ def _train_trial(
 
     from lrtune.training import build_trainer, can_test, datamodule_for, module_for, scalar_metrics
 
-    # from its config's seed (by default the study's: the same initial weights and batch
-    # order for every trial, so trials differ only by their hyperparameters), which
-    # `lrtune train --config best.yaml` reuses to reproduce the trial
+    # every trial starts from the same seed: same initial weights and batch order, so trials
+    # differ only by their hyperparameters, and `lrtune train --config best.yaml` reproduces
     seed_everything(train_config.seed, verbose=False)
     if datamodule_factory is not None:
         datamodule = datamodule_factory(train_config)

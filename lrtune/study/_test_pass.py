@@ -63,8 +63,8 @@ class HeldWeights:
     ) -> None:
         """Test each optimizer's best complete trial that has no test metrics, its weights
         being gone with the process that trained it (killed before or during its test
-        pass): train it again from its stored config, seed included (so this is the same
-        model, up to the nondeterminism of some GPU kernels),
+        pass): train it again from its stored config (every trial starts from the study's
+        seed, so this is the same model, up to the nondeterminism of some GPU kernels),
         then evaluate the test split as :meth:`test` does."""
         from lightning.fabric.utilities.seed import seed_everything
 
