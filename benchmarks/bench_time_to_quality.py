@@ -422,6 +422,18 @@ def fmt(value: Any, spec: str = ".0f") -> str:
     return "–" if value is None else format(value, spec)
 
 
+def per_seed_ratios(loop: dict[str, Any], row: dict[str, Any], key: str) -> str:
+    """Loop time / this side's time for each seed and margin (``key``: ``times`` or
+    ``test_times``); "–" where either side missed the target."""
+    parts = []
+    for m in MARGINS:
+        ours, theirs = row[f"{key}_{m:g}"], loop[f"{key}_{m:g}"]
+        pairs = [(theirs[seed], ours[seed]) for seed in sorted(ours) if seed in theirs]
+        cells = ("–" if a is None or b is None else f"{a / b:.2f}" for a, b in pairs)
+        parts.append(f"{m:g} pt: " + " ".join(cells))
+    return "; ".join(parts)
+
+
 def print_summary(summary: dict[str, Any]) -> None:
     for model, s in summary.items():
         print(f"\n## {model}: pooled best val {s['pooled_best']:.4f}\n")
@@ -450,16 +462,8 @@ def print_summary(summary: dict[str, Any]) -> None:
             for m in MARGINS:
                 a, b = loop[f"median_s_{m:g}"], row[f"median_s_{m:g}"]
                 ratios.append(f"{m:g} pt: " + ("–" if a is None or b is None else f"{a / b:.2f}x"))
-            per_seed = []
-            for m in MARGINS:
-                ours, theirs = row[f"times_{m:g}"], loop[f"times_{m:g}"]
-                pairs = [(theirs[seed], ours[seed]) for seed in sorted(ours) if seed in theirs]
-                per_seed.append(
-                    f"{m:g} pt: "
-                    + " ".join("–" if a is None or b is None else f"{a / b:.2f}" for a, b in pairs)
-                )
             print(f"\n{side}: loop median / {side} median: {'; '.join(ratios)}")
-            print(f"{side}: per seed (loop / {side}): {'; '.join(per_seed)}")
+            print(f"{side}: per seed (loop / {side}): {per_seed_ratios(loop, row, 'times')}")
         print_test_targets(s)
 
 
@@ -482,15 +486,8 @@ def print_test_targets(s: dict[str, Any]) -> None:
     for side, row in rows.items():
         if side == "loop" or loop is None:
             continue
-        per_seed = []
-        for m in MARGINS:
-            ours, theirs = row[f"test_times_{m:g}"], loop[f"test_times_{m:g}"]
-            pairs = [(theirs[seed], ours[seed]) for seed in sorted(ours) if seed in theirs]
-            per_seed.append(
-                f"{m:g} pt: "
-                + " ".join("–" if a is None or b is None else f"{a / b:.2f}" for a, b in pairs)
-            )
-        print(f"{side}: test targets, per seed (loop / {side}): {'; '.join(per_seed)}")
+        ratios = per_seed_ratios(loop, row, "test_times")
+        print(f"{side}: test targets, per seed (loop / {side}): {ratios}")
 
 
 def environment() -> dict[str, Any]:
