@@ -312,14 +312,20 @@ def print_noise(results: dict[str, dict[str, list[float]]]) -> None:
 
 
 # --------------------------------------------------------------------------- summary
-def best_curve(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
-    """(seconds, best complete val so far) at each improvement."""
-    curve, best = [], -math.inf
+def improvements(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The complete trials that beat every earlier one by validation: the model a user
+    would take, each time it changes."""
+    out, best = [], -math.inf
     for e in events:
         if e["state"] == "COMPLETE" and e["value"] is not None and e["value"] > best:
             best = e["value"]
-            curve.append((e["seconds"], best))
-    return curve
+            out.append(e)
+    return out
+
+
+def best_curve(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(seconds, best complete val so far) at each improvement."""
+    return [(e["seconds"], e["value"]) for e in improvements(events)]
 
 
 def time_to(events: list[dict[str, Any]], target: float) -> float | None:
@@ -343,12 +349,7 @@ def final(events: list[dict[str, Any]]) -> tuple[float | None, float | None]:
 def chosen_curve(events: list[dict[str, Any]]) -> list[tuple[float, float | None]]:
     """(seconds, test accuracy) of the model a user would take at each improvement: the
     best complete trial by validation so far (``None`` where that trial was not tested)."""
-    curve, best = [], -math.inf
-    for e in events:
-        if e["state"] == "COMPLETE" and e["value"] is not None and e["value"] > best:
-            best = e["value"]
-            curve.append((e["seconds"], e.get("test_acc")))
-    return curve
+    return [(e["seconds"], e.get("test_acc")) for e in improvements(events)]
 
 
 def test_time_to(events: list[dict[str, Any]], target: float) -> float | None:
